@@ -1,0 +1,149 @@
+//! Who may store a webhook: `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with one of the
+//! app secrets) or, for requests without a signature, an API key in `X-API-Key` or
+//! `Authorization: Bearer`. Every comparison is constant-time.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::http::header_values;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The header Meta (and GitHub) sign requests with.
+pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+/// How a request proved itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Signature,
+    ApiKey,
+}
+
+/// Why a request was refused (`401`); the text is safe to send back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// No signature and no valid API key.
+    MissingCredentials,
+    /// A signature header that does not match any app secret (or is malformed).
+    BadSignature,
+}
+
+impl AuthError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::MissingCredentials => "missing or invalid API key",
+            AuthError::BadSignature => "invalid signature",
+        }
+    }
+}
+
+/// The configured credentials, prepared for constant-time checks.
+pub struct Authenticator {
+    /// SHA-256 of each API key: comparing fixed-size digests hides the keys' lengths.
+    key_digests: Vec<[u8; 32]>,
+    secrets: Vec<Secret>,
+}
+
+impl Authenticator {
+    pub fn new(api_keys: &[Secret], app_secrets: &[Secret]) -> Self {
+        Authenticator {
+            key_digests: api_keys.iter().map(|k| digest(k.expose())).collect(),
+            secrets: app_secrets.to_vec(),
+        }
+    }
+
+    /// Decides from the headers alone whether the request can succeed, before its body is
+    /// read: a signed request might; an unsigned one needs a valid key.
+    pub fn precheck(&self, headers: &[(String, String)]) -> Result<(), AuthError> {
+        if header_values(headers, SIGNATURE_HEADER).next().is_some() {
+            return if self.secrets.is_empty() {
+                Err(AuthError::BadSignature)
+            } else {
+                Ok(())
+            };
+        }
+        self.api_key(headers)
+    }
+
+    /// The full check, over the exact bytes received.
+    pub fn authenticate(
+        &self,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Credential, AuthError> {
+        let mut sigs = header_values(headers, SIGNATURE_HEADER);
+        match (sigs.next(), sigs.next()) {
+            (Some(sig), None) => self.signature(sig, body).map(|()| Credential::Signature),
+            // Two signatures: refuse rather than guess which one the sender meant.
+            (Some(_), Some(_)) => Err(AuthError::BadSignature),
+            (None, _) => self.api_key(headers).map(|()| Credential::ApiKey),
+        }
+    }
+
+    fn signature(&self, header: &str, body: &[u8]) -> Result<(), AuthError> {
+        let expected = header
+            .trim()
+            .strip_prefix("sha256=")
+            .and_then(decode_hex32)
+            .ok_or(AuthError::BadSignature)?;
+        let mut ok = false;
+        for secret in &self.secrets {
+            let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
+                .expect("HMAC accepts keys of any length");
+            mac.update(body);
+            ok |= mac.verify_slice(&expected).is_ok();
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(AuthError::BadSignature)
+        }
+    }
+
+    fn api_key(&self, headers: &[(String, String)]) -> Result<(), AuthError> {
+        let bearer = header_values(headers, "authorization").filter_map(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+        let presented = header_values(headers, "x-api-key")
+            .map(str::trim)
+            .chain(bearer);
+        let mut ok = subtle::Choice::from(0);
+        for key in presented {
+            let d = digest(key);
+            for known in &self.key_digests {
+                ok |= known.ct_eq(&d);
+            }
+        }
+        if bool::from(ok) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingCredentials)
+        }
+    }
+}
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+/// 64 hex digits (either case) → 32 bytes.
+fn decode_hex32(s: &str) -> Option<[u8; 32]> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod tests;

@@ -1,0 +1,182 @@
+//! Configuration: loaded once from a lookup function (the environment, an env file, or a test
+//! map), validated at start with errors that name the variable, then passed explicitly.
+
+pub mod envfile;
+mod value;
+
+use std::net::SocketAddr;
+
+pub use value::{Secret, parse_count, parse_duration, parse_list, parse_size};
+
+use crate::error::ConfigError;
+
+/// Where configuration values come from: a variable name in, its value (if set) out.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Settings every role shares.
+#[derive(Debug, Clone)]
+pub struct CommonConfig {
+    /// `REDIS_URL`; may carry a password, so it is a `Secret`.
+    pub redis_url: Secret,
+    /// `RELAY_STREAM`: the main stream key.
+    pub stream: String,
+    /// `RUST_LOG`: the level of our own log lines.
+    pub log_level: log::LevelFilter,
+}
+
+/// Settings of `crm-relay server`.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub common: CommonConfig,
+    /// `RELAY_LISTEN`: the public address.
+    pub listen: SocketAddr,
+    /// `RELAY_API_KEYS`.
+    pub api_keys: Vec<Secret>,
+    /// `RELAY_META_APP_SECRET`: every secret a signature may be made with.
+    pub app_secrets: Vec<Secret>,
+    /// `RELAY_META_VERIFY_TOKEN`: enables the `GET /webhook` handshake.
+    pub verify_token: Option<Secret>,
+    /// `RELAY_MAX_BODY` in bytes.
+    pub max_body: u64,
+    /// `RELAY_MAX_CONNECTIONS`: public connections served at once.
+    pub max_connections: usize,
+}
+
+impl CommonConfig {
+    pub fn load(get: Lookup) -> Result<Self, ConfigError> {
+        let redis_url = var(get, "REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
+        check_redis_url(&redis_url)?;
+        Ok(CommonConfig {
+            redis_url: Secret::new(redis_url),
+            stream: non_empty(get, "RELAY_STREAM", "relay:{webhooks}")?,
+            log_level: parse_level(get)?,
+        })
+    }
+
+    /// The Redis address for log lines: scheme, host, port and database, never credentials.
+    pub fn redis_display(&self) -> String {
+        redact_url(self.redis_url.expose())
+    }
+}
+
+impl ServerConfig {
+    pub fn load(get: Lookup) -> Result<Self, ConfigError> {
+        let common = CommonConfig::load(get)?;
+        let secrets = |name: &str| -> Vec<Secret> {
+            var(get, name)
+                .map_or_else(Vec::new, |v| parse_list(&v))
+                .into_iter()
+                .map(Secret::new)
+                .collect()
+        };
+        let api_keys = secrets("RELAY_API_KEYS");
+        let app_secrets = secrets("RELAY_META_APP_SECRET");
+        if api_keys.is_empty() && app_secrets.is_empty() {
+            return Err(ConfigError::new(
+                "RELAY_API_KEYS",
+                "set RELAY_API_KEYS or RELAY_META_APP_SECRET: the server refuses to run without authentication",
+            ));
+        }
+        let listen = parsed(get, "RELAY_LISTEN", "0.0.0.0:8080", |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:8080"))
+        })?;
+        let max_connections = parsed(get, "RELAY_MAX_CONNECTIONS", "10000", parse_count)?;
+        Ok(ServerConfig {
+            common,
+            listen,
+            api_keys,
+            app_secrets,
+            verify_token: var(get, "RELAY_META_VERIFY_TOKEN").map(Secret::new),
+            max_body: parsed(get, "RELAY_MAX_BODY", "4MiB", parse_size)?,
+            max_connections: usize::try_from(max_connections)
+                .map_err(|_| ConfigError::new("RELAY_MAX_CONNECTIONS", "too large"))?,
+        })
+    }
+
+    /// The effective configuration for the start-up log line: no secret, only counts.
+    pub fn summary(&self) -> String {
+        format!(
+            "listen={} redis={} stream={} api_keys={} app_secrets={} verify_token={} max_body={} max_connections={} log={}",
+            self.listen,
+            self.common.redis_display(),
+            self.common.stream,
+            self.api_keys.len(),
+            self.app_secrets.len(),
+            if self.verify_token.is_some() {
+                "set"
+            } else {
+                "unset"
+            },
+            self.max_body,
+            self.max_connections,
+            self.common.log_level,
+        )
+    }
+}
+
+/// A variable's value; set-but-blank counts as unset.
+fn var(get: Lookup, name: &str) -> Option<String> {
+    get(name).filter(|v| !v.trim().is_empty())
+}
+
+fn non_empty(get: Lookup, name: &str, default: &str) -> Result<String, ConfigError> {
+    Ok(var(get, name).map_or_else(|| default.to_owned(), |v| v.trim().to_owned()))
+}
+
+/// Parses a variable (or its default) with `parse`, naming the variable on error.
+fn parsed<T>(
+    get: Lookup,
+    name: &str,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    let raw = var(get, name).unwrap_or_else(|| default.to_owned());
+    parse(raw.trim()).map_err(|msg| ConfigError::new(name, msg))
+}
+
+fn parse_level(get: Lookup) -> Result<log::LevelFilter, ConfigError> {
+    let raw = var(get, "RUST_LOG").unwrap_or_else(|| "info".into());
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        "off" => Ok(log::LevelFilter::Off),
+        other => Err(ConfigError::new(
+            "RUST_LOG",
+            format!("{other:?} is not one of error, warn, info, debug, trace"),
+        )),
+    }
+}
+
+/// Checks the URL's shape without ever quoting it back (it may hold a password).
+fn check_redis_url(url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("rediss://") {
+        return Err(ConfigError::new(
+            "REDIS_URL",
+            "rediss:// (TLS) is not supported by this build; use redis://",
+        ));
+    }
+    if !url.starts_with("redis://") {
+        return Err(ConfigError::new("REDIS_URL", "must start with redis://"));
+    }
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|_| ConfigError::new("REDIS_URL", "is not a valid redis:// URL"))
+}
+
+/// `redis://user:pass@host:6379/0` → `redis://host:6379/0`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(invalid)".to_owned();
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    format!("{scheme}://{rest}")
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

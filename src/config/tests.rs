@@ -1,0 +1,69 @@
+use std::collections::HashMap;
+
+use super::*;
+
+fn load(pairs: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ServerConfig::load(&|k| map.get(k).cloned())
+}
+
+#[test]
+fn defaults_follow_spec() {
+    let c = load(&[("RELAY_API_KEYS", "k1")]).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.common.stream, "relay:{webhooks}");
+    assert_eq!(c.common.redis_url.expose(), "redis://127.0.0.1:6379");
+    assert_eq!(c.max_body, 4 * 1024 * 1024);
+    assert_eq!(c.common.log_level, log::LevelFilter::Info);
+    assert!(c.verify_token.is_none());
+}
+
+#[test]
+fn auth_is_required_and_lists_are_split() {
+    let err = load(&[]).unwrap_err();
+    assert_eq!(err.var(), "RELAY_API_KEYS");
+    let c = load(&[("RELAY_META_APP_SECRET", "s1, s2")]).unwrap();
+    assert_eq!(c.app_secrets.len(), 2);
+    assert!(c.api_keys.is_empty());
+}
+
+#[test]
+fn invalid_values_name_their_variable() {
+    for (var, bad) in [
+        ("RELAY_LISTEN", "8080"),
+        ("RELAY_MAX_BODY", "4MB"),
+        ("RELAY_MAX_CONNECTIONS", "0"),
+        ("RUST_LOG", "verbose"),
+        ("REDIS_URL", "http://x"),
+        ("REDIS_URL", "rediss://h:6380"),
+    ] {
+        let err = load(&[("RELAY_API_KEYS", "k"), (var, bad)]).unwrap_err();
+        assert_eq!(err.var(), var, "{var}={bad}");
+    }
+}
+
+#[test]
+fn summary_and_errors_hold_no_secret() {
+    let c = load(&[
+        ("RELAY_API_KEYS", "key-AAA"),
+        ("RELAY_META_APP_SECRET", "sec-BBB"),
+        ("RELAY_META_VERIFY_TOKEN", "tok-CCC"),
+        ("REDIS_URL", "redis://user:pw-DDD@localhost:6390/2"),
+    ])
+    .unwrap();
+    let text = format!("{} {:?}", c.summary(), c);
+    for secret in ["key-AAA", "sec-BBB", "tok-CCC", "pw-DDD"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+    assert!(text.contains("redis://localhost:6390/2"));
+    let err = load(&[
+        ("RELAY_API_KEYS", "k"),
+        ("REDIS_URL", "redis://:pw-EEE@/x?y"),
+    ]);
+    if let Err(e) = err {
+        assert!(!e.to_string().contains("pw-EEE"));
+    }
+}

@@ -1,0 +1,204 @@
+//! One HTTP/1.1 connection: read a head, maybe answer `100 Continue`, read the body, call the
+//! handler, write the answer; repeat while keep-alive allows. Pipelined requests are answered
+//! in order because they are served one after another from the same buffer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant as Deadline, timeout, timeout_at};
+
+use super::chunked::ChunkedDecoder;
+use super::error::RequestError;
+use super::request::{Framing, Head, parse_head};
+use super::response::Response;
+use super::{Handler, Limits, Request};
+use crate::shutdown::Shutdown;
+
+/// Bytes requested from the socket per read.
+const READ_CHUNK: usize = 16 * 1024;
+
+/// Why the connection stops serving requests.
+enum Stop {
+    /// Peer closed, idle timeout, shutdown: nothing to answer.
+    Quiet(&'static str),
+    /// Answer with this (closing) response, then close.
+    Answer(Response),
+}
+
+impl From<RequestError> for Stop {
+    fn from(e: RequestError) -> Self {
+        Stop::Answer(Response::error(e.status(), &e.to_string()).closing())
+    }
+}
+
+/// Serves requests on `stream` until the peer leaves, an error closes it, or shutdown.
+pub async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    remote: SocketAddr,
+    handler: Arc<H>,
+    limits: Arc<Limits>,
+    shutdown: Shutdown,
+) {
+    let mut conn = Conn {
+        stream,
+        remote,
+        buf: Vec::with_capacity(READ_CHUNK),
+        out: Vec::with_capacity(512),
+        limits,
+        shutdown,
+    };
+    let why = loop {
+        match conn.serve_one(&*handler).await {
+            Ok(true) => continue,
+            Ok(false) => break "done",
+            Err(Stop::Quiet(why)) => break why,
+            Err(Stop::Answer(resp)) => {
+                log::debug!("refused remote={remote} status={}", resp.status);
+                let _ = conn.write(&resp, false).await;
+                break "refused";
+            }
+        }
+    };
+    log::trace!("connection closed remote={remote} reason={why}");
+}
+
+struct Conn {
+    stream: TcpStream,
+    remote: SocketAddr,
+    /// Bytes read but not yet consumed; may hold the start of pipelined requests.
+    buf: Vec<u8>,
+    out: Vec<u8>,
+    limits: Arc<Limits>,
+    shutdown: Shutdown,
+}
+
+impl Conn {
+    /// Serves one request; `Ok(true)` when the connection stays open for another.
+    async fn serve_one<H: Handler>(&mut self, handler: &H) -> Result<bool, Stop> {
+        let head = self.read_head().await?;
+        let started = Instant::now();
+        if head.expect_continue && head.framing != Framing::None && self.buf.is_empty() {
+            if let Some(refusal) = handler.check_head(&head) {
+                return Err(Stop::Answer(refusal.closing()));
+            }
+            self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
+        }
+        let body = self.read_body(&head).await?;
+        let head_only = head.method == "HEAD";
+        let keep_alive = head.keep_alive;
+        let (method, path) = (head.method.clone(), head.path().to_owned());
+        let body_len = body.len();
+        let request = Request {
+            head,
+            body,
+            remote: self.remote,
+        };
+        let mut resp = handler.handle(request).await;
+        if !keep_alive || self.shutdown.is_triggered() {
+            resp.close = true;
+        }
+        log::debug!(
+            "request remote={} method={method} path={path} status={} body_bytes={body_len} ms={:.3}",
+            self.remote,
+            resp.status,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+        self.write(&resp, head_only).await?;
+        Ok(!resp.close)
+    }
+
+    /// Waits for the next request head: up to the idle timeout for its first byte (or until
+    /// shutdown), then up to the header timeout for the whole head.
+    async fn read_head(&mut self) -> Result<Head, Stop> {
+        if self.buf.is_empty() {
+            let idle = self.limits.idle_timeout;
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                r = timeout(idle, self.fill()) => match r {
+                    Err(_) => return Err(Stop::Quiet("idle timeout")),
+                    Ok(r) => r?,
+                },
+                _ = shutdown.wait() => return Err(Stop::Quiet("shutdown")),
+            }
+        }
+        let deadline = Deadline::now() + self.limits.header_timeout;
+        loop {
+            if let Some((head, used)) = parse_head(&self.buf, &self.limits.head)? {
+                self.buf.drain(..used);
+                return Ok(head);
+            }
+            self.fill_until(deadline, "header read timeout").await?;
+        }
+    }
+
+    /// Reads the body the head announced, within the body timeout.
+    async fn read_body(&mut self, head: &Head) -> Result<Vec<u8>, Stop> {
+        let deadline = Deadline::now() + self.limits.body_timeout;
+        match head.framing {
+            Framing::None => Ok(Vec::new()),
+            Framing::Length(n) => {
+                let n = usize::try_from(n).map_err(|_| RequestError::BodyTooLarge)?;
+                while self.buf.len() < n {
+                    self.fill_until(deadline, "body read timeout").await?;
+                }
+                let rest = self.buf.split_off(n);
+                Ok(std::mem::replace(&mut self.buf, rest))
+            }
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::new(self.limits.head.max_body);
+                let mut body = Vec::new();
+                loop {
+                    let used = decoder.decode(&self.buf, &mut body)?;
+                    self.buf.drain(..used);
+                    if decoder.is_done() {
+                        return Ok(body);
+                    }
+                    self.fill_until(deadline, "body read timeout").await?;
+                }
+            }
+        }
+    }
+
+    /// Reads more bytes before `deadline`; a timeout is answered `408`.
+    async fn fill_until(&mut self, deadline: Deadline, what: &'static str) -> Result<(), Stop> {
+        match timeout_at(deadline, self.fill()).await {
+            Ok(r) => r,
+            Err(_) => {
+                log::debug!("{what} remote={}", self.remote);
+                Err(Stop::Answer(Response::error(408, what).closing()))
+            }
+        }
+    }
+
+    /// One read into the buffer; end of stream or an error stops the connection quietly
+    /// (an incomplete request is never handed to the handler).
+    async fn fill(&mut self) -> Result<(), Stop> {
+        self.buf.reserve(READ_CHUNK);
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) if self.buf.is_empty() => Err(Stop::Quiet("peer closed")),
+            Ok(0) => Err(Stop::Quiet("peer closed mid-request")),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Stop::Quiet("read error")),
+        }
+    }
+
+    async fn write(&mut self, resp: &Response, head_only: bool) -> Result<(), Stop> {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        resp.encode(head_only, &mut out);
+        let result = self.send_raw(&out).await;
+        self.out = out;
+        result
+    }
+
+    async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), Stop> {
+        match timeout(self.limits.write_timeout, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Quiet("write error")),
+            Err(_) => Err(Stop::Quiet("write timeout")),
+        }
+    }
+}

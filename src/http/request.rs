@@ -1,0 +1,260 @@
+//! Request heads: parsing with httparse plus the framing rules httparse leaves to us
+//! (RFC 9112 §6: `Content-Length`, `Transfer-Encoding`, `Host`, `Expect`, `Connection`).
+//!
+//! The parser is pure: bytes in, `Ok(None)` for "need more", a typed error for bad input.
+
+use super::error::RequestError;
+
+/// The limits a request head is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadLimits {
+    /// Largest header section in bytes, request line included; beyond it `431`.
+    pub max_head: usize,
+    /// Most header fields; beyond it `431`.
+    pub max_headers: usize,
+    /// Largest body in bytes; a larger `Content-Length` is refused before reading (`413`).
+    pub max_body: u64,
+}
+
+/// HTTP minor version of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+/// How the body of a request is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body at all.
+    None,
+    /// Exactly this many bytes follow the head.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A parsed and validated request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub method: String,
+    /// The request target as received (origin form: path plus optional query).
+    pub target: String,
+    pub version: Version,
+    /// Header fields in arrival order, names as received, duplicates kept.
+    pub headers: Vec<(String, String)>,
+    pub framing: Framing,
+    /// Whether the connection may serve another request after this one.
+    pub keep_alive: bool,
+    /// The client sent `Expect: 100-continue` and waits for our interim answer.
+    pub expect_continue: bool,
+}
+
+impl Head {
+    /// The target's path, without the query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// The target's query string (after `?`), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, q)| q)
+    }
+
+    /// Values of every header named `name` (case-insensitive), in arrival order.
+    pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        header_values(&self.headers, name)
+    }
+}
+
+/// Values of every header named `name` (case-insensitive) in `headers`, in order.
+pub fn header_values<'a>(
+    headers: &'a [(String, String)],
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete (and still within `limits.max_head`),
+/// `Ok(Some((head, consumed)))` once it is complete and valid.
+pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize)>, RequestError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut slots);
+    let consumed = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n <= limits.max_head => n,
+        Ok(httparse::Status::Complete(_)) => return Err(RequestError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if buf.len() >= limits.max_head => {
+            return Err(RequestError::HeadTooLarge);
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+        Err(e) => return Err(RequestError::Malformed(httparse_reason(e))),
+    };
+    // httparse accepts bare LF line endings; RFC 9112 lets us refuse them, and we do so
+    // that no two parsers on the path can disagree about where the head ends.
+    if has_bare_lf(&buf[..consumed]) {
+        return Err(RequestError::Malformed("bare LF in request head"));
+    }
+    let method = req.method.unwrap_or_default().to_owned();
+    let target = req.path.unwrap_or_default().to_owned();
+    if !target.starts_with('/') {
+        return Err(RequestError::Malformed("request target must be a path"));
+    }
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let mut headers = Vec::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| RequestError::Malformed("header value is not UTF-8"))?;
+        headers.push((h.name.to_owned(), value.to_owned()));
+    }
+    let head = validate(method, target, version, headers, limits)?;
+    Ok(Some((head, consumed)))
+}
+
+fn validate(
+    method: String,
+    target: String,
+    version: Version,
+    headers: Vec<(String, String)>,
+    limits: &HeadLimits,
+) -> Result<Head, RequestError> {
+    if version == Version::Http11 && header_values(&headers, "host").count() != 1 {
+        return Err(RequestError::Malformed(
+            "HTTP/1.1 request needs exactly one Host",
+        ));
+    }
+    let framing = framing(&method, version, &headers)?;
+    if let Framing::Length(n) = framing
+        && n > limits.max_body
+    {
+        return Err(RequestError::BodyTooLarge);
+    }
+    let expect_continue = expects_continue(&headers)? && version == Version::Http11;
+    let keep_alive = keep_alive(version, &headers);
+    Ok(Head {
+        method,
+        target,
+        version,
+        headers,
+        framing,
+        keep_alive,
+        expect_continue,
+    })
+}
+
+/// Decides body framing per RFC 9112 §6.1–6.3, refusing every ambiguous case.
+fn framing(
+    method: &str,
+    version: Version,
+    headers: &[(String, String)],
+) -> Result<Framing, RequestError> {
+    let te: Vec<&str> = header_values(headers, "transfer-encoding").collect();
+    let cl: Vec<&str> = header_values(headers, "content-length").collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err(RequestError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        if version == Version::Http10 {
+            return Err(RequestError::Malformed("Transfer-Encoding in HTTP/1.0"));
+        }
+        return transfer_coding(&te);
+    }
+    if let Some(n) = content_length(&cl)? {
+        return Ok(Framing::Length(n));
+    }
+    if matches!(method, "POST" | "PUT" | "PATCH") {
+        return Err(RequestError::LengthRequired);
+    }
+    Ok(Framing::None)
+}
+
+/// Only a single `chunked` coding is supported; anything else is refused.
+fn transfer_coding(values: &[&str]) -> Result<Framing, RequestError> {
+    let codings: Vec<&str> = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|c| c.trim_matches([' ', '\t']))
+        .collect();
+    match codings.as_slice() {
+        [only] if only.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+        _ => Err(RequestError::Malformed("unsupported Transfer-Encoding")),
+    }
+}
+
+/// All `Content-Length` values (several fields or a comma list) must be the same valid number.
+fn content_length(values: &[&str]) -> Result<Option<u64>, RequestError> {
+    let mut found: Option<u64> = None;
+    for item in values.iter().flat_map(|v| v.split(',')) {
+        let n = parse_length(item.trim_matches([' ', '\t']))
+            .ok_or(RequestError::Malformed("invalid Content-Length"))?;
+        if found.is_some_and(|f| f != n) {
+            return Err(RequestError::Malformed("conflicting Content-Length"));
+        }
+        found = Some(n);
+    }
+    Ok(found)
+}
+
+/// 1*DIGIT, no sign, no spaces, no overflow.
+fn parse_length(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn expects_continue(headers: &[(String, String)]) -> Result<bool, RequestError> {
+    let mut cont = false;
+    for v in header_values(headers, "expect") {
+        if v.trim().eq_ignore_ascii_case("100-continue") {
+            cont = true;
+        } else {
+            return Err(RequestError::ExpectationFailed);
+        }
+    }
+    Ok(cont)
+}
+
+fn keep_alive(version: Version, headers: &[(String, String)]) -> bool {
+    let has = |token: &str| {
+        header_values(headers, "connection")
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    match version {
+        Version::Http11 => !has("close"),
+        Version::Http10 => has("keep-alive") && !has("close"),
+    }
+}
+
+fn has_bare_lf(head: &[u8]) -> bool {
+    head.iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+}
+
+fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token in request line",
+        httparse::Error::Version => "invalid HTTP version",
+        httparse::Error::TooManyHeaders => "too many headers",
+    }
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

@@ -1,0 +1,138 @@
+//! Responses: a status, a few headers, a body, and their HTTP/1.1 wire form.
+
+/// A response to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// Extra header fields; `Content-Length` and `Connection` are written by `encode`.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    /// A response with a JSON body.
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![("Content-Type", "application/json".to_owned())],
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    /// A response with a plain-text body.
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            headers: vec![
+                ("Content-Type", "text/plain; charset=utf-8".to_owned()),
+                ("X-Content-Type-Options", "nosniff".to_owned()),
+            ],
+            body: body.into(),
+            close: false,
+        }
+    }
+
+    /// The `{"error":"<reason>"}` answer used for every refusal.
+    pub fn error(status: u16, reason: &str) -> Self {
+        let body = serde_json::json!({ "error": reason }).to_string();
+        Response::json(status, body)
+    }
+
+    /// `405` with the `Allow` header listing the methods the path supports.
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Response::error(405, "method not allowed").with_header("Allow", allow)
+    }
+
+    /// Adds a header field.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Marks the connection to be closed after this response.
+    pub fn closing(mut self) -> Self {
+        self.close = true;
+        self
+    }
+
+    /// Appends the wire form to `out`. `head_only` leaves the body out (answers to `HEAD`);
+    /// `Content-Length` still announces it.
+    pub fn encode(&self, head_only: bool, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(reason(self.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in &self.headers {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Length: ");
+        out.extend_from_slice(self.body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+        if self.close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !head_only {
+            out.extend_from_slice(&self.body);
+        }
+    }
+}
+
+/// The reason phrase for the statuses this server sends.
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_status_headers_length_and_body() {
+        let mut out = Vec::new();
+        Response::json(200, r#"{"id":"1-0"}"#).encode(false, &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"id\":\"1-0\"}"
+        );
+    }
+
+    #[test]
+    fn head_only_keeps_length_but_drops_body() {
+        let mut out = Vec::new();
+        Response::text(200, "abc").closing().encode(true, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn errors_are_json_and_405_lists_allow() {
+        let r = Response::method_not_allowed("GET, HEAD");
+        assert_eq!(r.status, 405);
+        assert_eq!(r.body, br#"{"error":"method not allowed"}"#);
+        assert!(r.headers.contains(&("Allow", "GET, HEAD".to_owned())));
+    }
+}
