@@ -95,7 +95,8 @@ fn run_server(config: ServerConfig) -> ExitCode {
         if let Err(e) = store.ping().await {
             log::warn!("redis not reachable at start (webhooks get 503 until it is): {e}");
         }
-        server::run(listener, &config, store, shutdown).await;
+        let limits = server::limits(&config);
+        server::run(listener, &config, store, limits, shutdown).await;
         log::info!("server stopped");
         ExitCode::SUCCESS
     })

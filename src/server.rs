@@ -131,15 +131,20 @@ impl http::Handler for Ingest {
     }
 }
 
-/// Serves the public listener until `shutdown`, then drains open connections.
+/// The HTTP limits of SPEC.md with the configured body and connection limits.
+pub fn limits(config: &ServerConfig) -> Limits {
+    Limits::new(config.max_body, config.max_connections)
+}
+
+/// Serves the public listener with `limits` until `shutdown`, then drains open connections.
 pub async fn run(
     listener: TcpListener,
     config: &ServerConfig,
     store: Arc<Store>,
+    limits: Limits,
     shutdown: Shutdown,
 ) {
     let handler = Arc::new(Ingest::new(config, store.clone()));
-    let limits = Limits::new(config.max_body, config.max_connections);
     let probe = tokio::spawn(watch_redis(store, shutdown.clone()));
     http::serve(listener, handler, limits, shutdown).await;
     probe.abort();

@@ -1,0 +1,8 @@
+//! The integration test crate: real redis-server processes, real sockets, real processes.
+
+mod support;
+
+mod http_framing;
+mod server_faults;
+mod server_ingest;
+mod server_process;

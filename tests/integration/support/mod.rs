@@ -1,0 +1,458 @@
+//! Test support: a real `redis-server` on a free port in a temp directory, the relay server
+//! in-process on `127.0.0.1:0`, and a raw HTTP/1.1 client that sees exactly what is on the wire.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crm_relay::config::ServerConfig;
+use crm_relay::http::Limits;
+use crm_relay::shutdown::{self, Trigger};
+use crm_relay::stream::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub const API_KEY: &str = "test-api-key-0123";
+pub const APP_SECRET: &str = "test-app-secret";
+pub const VERIFY_TOKEN: &str = "meatyhamhock";
+
+/// Polls `check` until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+static DIRS: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let n = DIRS.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("crm-relay-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `redis-server` of our own, with AOF `appendfsync always` so a SIGKILL loses nothing
+/// that was acknowledged.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: TempDir,
+    extra: Vec<String>,
+    password: Option<String>,
+}
+
+impl Redis {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        let mut redis = Redis {
+            port: 0,
+            child: None,
+            dir: TempDir::new("redis"),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            password: extra
+                .windows(2)
+                .find(|w| w[0] == "--requirepass")
+                .map(|w| w[1].to_string()),
+        };
+        // Another process may grab the port between our probe and Redis binding it.
+        for _ in 0..5 {
+            redis.port = free_port();
+            if redis.spawn() {
+                return redis;
+            }
+        }
+        panic!("redis-server did not start (is it installed? scripts/test.sh installs it)");
+    }
+
+    fn spawn(&mut self) -> bool {
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&self.dir.0)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn redis-server");
+        let url = self.url();
+        let up = wait_until(Duration::from_secs(5), || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+                .is_ok()
+        });
+        if up && child.try_wait().ok().flatten().is_none() {
+            self.child = Some(child);
+            true
+        } else {
+            let _ = child.kill();
+            let _ = child.wait();
+            false
+        }
+    }
+
+    /// The URL, with the password when the server has one.
+    pub fn url(&self) -> String {
+        match &self.password {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no final fsync.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port with the same data directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.spawn(),
+            "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    /// Sends a signal (`STOP`, `CONT`, …) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        signal(pid, sig);
+    }
+
+    /// A plain synchronous connection for inspecting what the relay stored.
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to test redis")
+    }
+
+    pub fn xlen(&self, stream: &str) -> u64 {
+        redis::cmd("XLEN")
+            .arg(stream)
+            .query(&mut self.conn())
+            .expect("XLEN")
+    }
+
+    /// Every entry of `stream`: id and fields (values as raw bytes).
+    pub fn entries(&self, stream: &str) -> Vec<(String, HashMap<String, Vec<u8>>)> {
+        let raw: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut self.conn())
+            .expect("XRANGE");
+        raw.into_iter()
+            .map(|(id, kv)| {
+                let fields = kv
+                    .chunks(2)
+                    .map(|p| {
+                        (
+                            String::from_utf8(p[0].clone()).expect("field name"),
+                            p[1].clone(),
+                        )
+                    })
+                    .collect();
+                (id, fields)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            signal(c.id(), "CONT");
+        }
+        self.kill();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// A server configuration for tests: every credential set, a unique stream key.
+pub fn server_config(redis_url: &str, stream: &str) -> ServerConfig {
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("REDIS_URL", redis_url.to_owned()),
+        ("RELAY_STREAM", stream.to_owned()),
+        ("RELAY_API_KEYS", format!("other-key,{API_KEY}")),
+        ("RELAY_META_APP_SECRET", format!("old-secret,{APP_SECRET}")),
+        ("RELAY_META_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()),
+        ("RELAY_LISTEN", "127.0.0.1:0".to_owned()),
+        ("RELAY_MAX_BODY", "64KiB".to_owned()),
+    ]);
+    ServerConfig::load(&|k| vars.get(k).cloned()).expect("valid test config")
+}
+
+/// The relay server running in-process on `127.0.0.1:0`.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub stream: String,
+    trigger: Trigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    pub async fn start(redis: &Redis, stream: &str) -> Relay {
+        let config = server_config(&redis.url(), stream);
+        let limits = crm_relay::server::limits(&config);
+        Relay::start_with(config, limits).await
+    }
+
+    pub async fn start_with(config: ServerConfig, limits: Limits) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let store =
+            Arc::new(Store::new(&config.common.redis_url, &config.common.stream).expect("store"));
+        let (trigger, shutdown) = shutdown::channel();
+        let stream = config.common.stream.clone();
+        let task = tokio::spawn(async move {
+            crm_relay::server::run(listener, &config, store, limits, shutdown).await;
+        });
+        Relay {
+            addr,
+            stream,
+            trigger,
+            task,
+        }
+    }
+
+    /// Triggers shutdown and waits for the server to return; fails after `limit`.
+    pub async fn stop(self, limit: Duration) {
+        self.trigger.trigger();
+        tokio::time::timeout(limit, self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task ends cleanly");
+    }
+
+    pub async fn connect(&self) -> Conn {
+        Conn::connect(self.addr).await
+    }
+
+    /// One request on a fresh connection.
+    pub async fn request(&self, raw: &[u8]) -> Resp {
+        let mut c = self.connect().await;
+        c.send(raw).await;
+        c.response().await.expect("a response")
+    }
+}
+
+/// A POST of `body` to `path` with `headers`, framed by Content-Length.
+pub fn post(path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut raw = format!("POST {path} HTTP/1.1\r\nHost: relay.test\r\n");
+    for (n, v) in headers {
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut raw = raw.into_bytes();
+    raw.extend_from_slice(body);
+    raw
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("JSON body")
+    }
+
+    /// The `id` of a `200 {"id":…}` answer.
+    pub fn id(&self) -> String {
+        assert_eq!(
+            self.status,
+            200,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        self.json()["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// A raw client connection.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn connect(addr: SocketAddr) -> Conn {
+        Conn {
+            stream: TcpStream::connect(addr).await.expect("connect to relay"),
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).await.expect("send");
+    }
+
+    /// Sends, ignoring errors (the server may already have closed on us).
+    pub async fn try_send(&mut self, raw: &[u8]) {
+        let _ = self.stream.write_all(raw).await;
+    }
+
+    /// Reads one response (`None` if the connection closes first); 10 s at most.
+    pub async fn response(&mut self) -> Option<Resp> {
+        tokio::time::timeout(Duration::from_secs(10), self.read_response(false))
+            .await
+            .expect("a response within 10 s")
+    }
+
+    /// Reads the response to a `HEAD` request: its `Content-Length` announces no body.
+    pub async fn head_response(&mut self) -> Option<Resp> {
+        tokio::time::timeout(Duration::from_secs(10), self.read_response(true))
+            .await
+            .expect("a response within 10 s")
+    }
+
+    async fn read_response(&mut self, to_head: bool) -> Option<Resp> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut slots);
+            if let Ok(httparse::Status::Complete(n)) = r.parse(&self.buf) {
+                let status = r.code.expect("status");
+                let headers: Vec<(String, String)> = r
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                let len: usize = match to_head {
+                    true => 0,
+                    false => headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .map_or(0, |(_, v)| v.parse().expect("content-length")),
+                };
+                while self.buf.len() < n + len {
+                    if !self.fill().await {
+                        return None;
+                    }
+                }
+                let body = self.buf[n..n + len].to_vec();
+                self.buf.drain(..n + len);
+                return Some(Resp {
+                    status,
+                    headers,
+                    body,
+                });
+            }
+            if !self.fill().await {
+                return None;
+            }
+        }
+    }
+
+    async fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
+    /// True when the server closed the connection (EOF or reset) within 5 s, with no
+    /// further bytes sent.
+    pub async fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(5), self.stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => self.buf.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// The Meta fixtures with their known `X-Hub-Signature-256`.
+pub fn meta_fixtures() -> Vec<(String, Vec<u8>, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/meta");
+    let sigs: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("signatures.SYNTHETIC.json")).expect("signatures file"),
+    )
+    .expect("signatures JSON");
+    sigs["vectors"]
+        .as_array()
+        .expect("vectors")
+        .iter()
+        .map(|v| {
+            let file = v["file"].as_str().expect("file").to_owned();
+            let body = std::fs::read(dir.join(&file)).expect("fixture");
+            let sig = v["X-Hub-Signature-256"].as_str().expect("sig").to_owned();
+            (file, body, sig)
+        })
+        .collect()
+}
