@@ -3,14 +3,19 @@
 //!
 //! The parser is pure: bytes in, `Ok(None)` for "need more", a typed error for bad input.
 
+use std::mem::MaybeUninit;
+
 use super::error::RequestError;
+
+/// Most header fields any request may have (SPEC.md); `HeadLimits::max_headers` may lower it.
+pub const MAX_HEADERS: usize = 100;
 
 /// The limits a request head is checked against.
 #[derive(Debug, Clone, Copy)]
 pub struct HeadLimits {
     /// Largest header section in bytes, request line included; beyond it `431`.
     pub max_head: usize,
-    /// Most header fields; beyond it `431`.
+    /// Most header fields (at most `MAX_HEADERS`); beyond it `431`.
     pub max_headers: usize,
     /// Largest body in bytes; a larger `Content-Length` is refused before reading (`413`).
     pub max_body: u64,
@@ -83,9 +88,11 @@ pub fn header_values<'a>(
 /// Returns `Ok(None)` while the head is incomplete (and still within `limits.max_head`),
 /// `Ok(Some((head, consumed)))` once it is complete and valid.
 pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize)>, RequestError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut slots);
-    let consumed = match req.parse(buf) {
+    // Stack slots, left uninitialised: this runs on every read of every request.
+    let mut slots = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let slots = &mut slots[..limits.max_headers.min(MAX_HEADERS)];
+    let consumed = match req.parse_with_uninit_headers(buf, slots) {
         Ok(httparse::Status::Complete(n)) if n <= limits.max_head => n,
         Ok(httparse::Status::Complete(_)) => return Err(RequestError::HeadTooLarge),
         Ok(httparse::Status::Partial) if buf.len() >= limits.max_head => {

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Ingest benchmark: the release server against the nginx + Lua reference doing the same job
+# (POST body -> XADD -> 200 after Redis replied), measured in the same run on the same machine.
+#
+# Redis (AOF everysec) and the server under test share CPU 0; wrk runs on CPU 1.
+# wrk: 1 thread, 50 connections, 1 KB JSON body (bench/post.lua), 3 x 10 s after a warm-up.
+# Prints req/s, p50, p99 (medians of the runs), the ratio relay/reference and the relay's RSS.
+#
+# Needs: redis-server, wrk, nginx + libnginx-mod-http-lua (installed with apt-get when missing).
+# Usage: scripts/bench-ingest.sh [RUNS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+runs=${1:-3}
+secs=${2:-10}
+conns=50
+
+need=()
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+[ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+cpus=$(nproc)
+pin_srv="taskset -c 0"; pin_load="taskset -c 1"
+if [ "$cpus" -lt 2 ]; then echo "note: 1 CPU, not pinning"; pin_srv=""; pin_load=""; fi
+
+cargo build --release --quiet
+bin=$root/target/release/crm-relay
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
+  || shuf -i 20000-60000 -n 1; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+
+redis_port=$(free_port)
+$pin_srv redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
+  --appendonly yes --appendfsync everysec --daemonize no >"$work/redis.log" 2>&1 &
+pids+=($!)
+wait_port "$redis_port"
+
+# One wrk run: prints "req_per_s p50_ms p99_ms".
+wrk_run() {
+  local url=$1 duration=$2
+  $pin_load wrk -t1 -c"$conns" -d"${duration}s" --latency -H "X-API-Key: bench-key" \
+    -s "$root/bench/post.lua" "$url" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
+    /Non-2xx/ { bad = $NF }
+    END { if (bad > 0) print "warning: " bad " non-2xx answers" > "/dev/stderr"; printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# Runs $runs measured rounds against $1 after a warm-up; prints "rps p50 p99" medians.
+measure() {
+  local url=$1
+  wrk_run "$url" 3 >/dev/null
+  : >"$work/runs"
+  for _ in $(seq "$runs"); do wrk_run "$url" "$secs" >>"$work/runs"; done
+  printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/runs" | median)" \
+    "$(cut -d' ' -f2 "$work/runs" | median)" "$(cut -d' ' -f3 "$work/runs" | median)"
+}
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+# --- the relay ---
+relay_port=$(free_port)
+REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$relay_port" RELAY_API_KEYS=bench-key \
+  RELAY_STREAM=bench:relay RUST_LOG=warn $pin_srv "$bin" server 2>"$work/relay.log" &
+relay_pid=$!; pids+=($relay_pid)
+wait_port "$relay_port"
+sleep 0.5
+rss_idle=$(rss_kb "$relay_pid")
+read -r relay_rps relay_p50 relay_p99 < <(measure "http://127.0.0.1:$relay_port/webhook")
+rss_load=$(rss_kb "$relay_pid")
+kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+
+# --- the reference: nginx + Lua, one worker ---
+nginx_port=$(free_port)
+sed -e "s#@DIR@#$work#g" -e "s#@HTTP_PORT@#$nginx_port#g" -e "s#@REDIS_PORT@#$redis_port#g" \
+  "$root/bench/nginx-lua-xadd.conf.template" >"$work/nginx.conf"
+$pin_srv nginx -c "$work/nginx.conf" -g 'daemon off;' -e "$work/nginx-error.log" 2>>"$work/nginx-error.log" &
+pids+=($!)
+wait_port "$nginx_port"
+read -r ref_rps ref_p50 ref_p99 < <(measure "http://127.0.0.1:$nginx_port/webhook")
+
+ratio=$(awk -v a="$relay_rps" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+echo
+echo "ingest, 1 KB POST, wrk -t1 -c$conns, median of $runs x ${secs}s, Redis AOF everysec, server+Redis on CPU 0"
+printf '%-26s %10s %9s %9s\n' system req/s p50_ms p99_ms
+printf '%-26s %10s %9s %9s\n' "crm-relay server" "$relay_rps" "$relay_p50" "$relay_p99"
+printf '%-26s %10s %9s %9s\n' "nginx+Lua XADD (reference)" "$ref_rps" "$ref_p50" "$ref_p99"
+echo "ratio relay/reference: $ratio   (target >= 1.3)"
+echo "relay RSS: idle ${rss_idle} KiB, after load ${rss_load} KiB   (target idle <= 4096 KiB)"
