@@ -6,6 +6,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Server,
+    Client,
     Help,
     Version,
 }
@@ -26,6 +27,7 @@ Usage: crm-relay [--env-file PATH] COMMAND
 
 Commands:
   server       run the public receiver: authenticate webhooks, store them in Redis
+  client       run the forwarder: deliver stored webhooks to RELAY_TARGET_URL
   help         print this help (also --help, -h)
   version      print the version (also --version, -V)
 
@@ -33,9 +35,13 @@ Options:
   --env-file PATH   load KEY=VALUE lines from PATH; variables already set in the
                     environment win
 
-Configuration comes from the environment (REDIS_URL, RELAY_LISTEN, RELAY_API_KEYS,
-RELAY_META_APP_SECRET, RELAY_META_VERIFY_TOKEN, RELAY_MAX_BODY, RELAY_MAX_CONNECTIONS,
-RELAY_STREAM, RUST_LOG); see the README for every variable and its default.
+Configuration comes from the environment; see the README for every variable.
+  all roles: REDIS_URL, RELAY_STREAM, RELAY_DLQ_STREAM, RUST_LOG
+  server:    RELAY_LISTEN, RELAY_API_KEYS, RELAY_META_APP_SECRET, RELAY_META_VERIFY_TOKEN,
+             RELAY_MAX_BODY, RELAY_MAX_CONNECTIONS
+  client:    RELAY_TARGET_URL, RELAY_GROUP, RELAY_CONSUMER, RELAY_CONCURRENCY,
+             RELAY_FORWARD_TIMEOUT, RELAY_MAX_ATTEMPTS, RELAY_BACKOFF_BASE, RELAY_BACKOFF_MAX,
+             RELAY_BREAKER_THRESHOLD, RELAY_BREAKER_COOLDOWN
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -57,6 +63,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, String> {
                 continue;
             }
             "server" => Command::Server,
+            "client" => Command::Client,
             "help" | "--help" | "-h" => Command::Help,
             "version" | "--version" | "-V" => Command::Version,
             a if a.starts_with('-') => return Err(format!("unknown option {a:?}")),

@@ -16,10 +16,14 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backoff;
+pub mod breaker;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod outcome;
 pub mod server;
 pub mod shutdown;
 pub mod stream;

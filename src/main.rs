@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use crm_relay::cli::{self, Command, HELP};
-use crm_relay::config::{ServerConfig, envfile};
+use crm_relay::config::{ClientConfig, ServerConfig, envfile};
 use crm_relay::error::Report;
-use crm_relay::{server, shutdown, stream::Store};
+use crm_relay::{client, server, shutdown, stream::Store};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         }
         Command::Server => match ServerConfig::load(&lookup) {
             Ok(config) => run_server(config),
+            Err(e) => usage_error(&e.to_string()),
+        },
+        Command::Client => match ClientConfig::load(&lookup) {
+            Ok(config) => run_client(config),
             Err(e) => usage_error(&e.to_string()),
         },
     }
@@ -99,6 +103,36 @@ fn run_server(config: ServerConfig) -> ExitCode {
         server::run(listener, &config, store, limits, shutdown).await;
         log::info!("server stopped");
         ExitCode::SUCCESS
+    })
+}
+
+fn run_client(config: ClientConfig) -> ExitCode {
+    init_logger(config.common.log_level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fatal("starting the runtime", &e),
+    };
+    rt.block_on(async {
+        let store = match Store::new(&config.common.redis_url, &config.common.stream) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return fatal("opening the redis client", &e),
+        };
+        let shutdown = match shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => return fatal("installing signal handlers", &e),
+        };
+        log::info!(
+            "crm-relay {} client starting: {}",
+            env!("CARGO_PKG_VERSION"),
+            config.summary()
+        );
+        match client::run(config, store, shutdown).await {
+            Ok(()) => {
+                log::info!("client stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fatal("setting up the consumer group", &e),
+        }
     })
 }
 

@@ -1,11 +1,13 @@
 //! Configuration: loaded once from a lookup function (the environment, an env file, or a test
 //! map), validated at start with errors that name the variable, then passed explicitly.
 
+mod client;
 pub mod envfile;
 mod value;
 
 use std::net::SocketAddr;
 
+pub use client::ClientConfig;
 pub use value::{Secret, parse_count, parse_duration, parse_list, parse_size};
 
 use crate::error::ConfigError;
@@ -20,6 +22,8 @@ pub struct CommonConfig {
     pub redis_url: Secret,
     /// `RELAY_STREAM`: the main stream key.
     pub stream: String,
+    /// `RELAY_DLQ_STREAM`: the dead-letter stream key.
+    pub dlq_stream: String,
     /// `RUST_LOG`: the level of our own log lines.
     pub log_level: log::LevelFilter,
 }
@@ -49,6 +53,7 @@ impl CommonConfig {
         Ok(CommonConfig {
             redis_url: Secret::new(redis_url),
             stream: non_empty(get, "RELAY_STREAM", "relay:{webhooks}")?,
+            dlq_stream: non_empty(get, "RELAY_DLQ_STREAM", "relay:{webhooks}:dlq")?,
             log_level: parse_level(get)?,
         })
     }

@@ -67,3 +67,46 @@ fn summary_and_errors_hold_no_secret() {
         assert!(!e.to_string().contains("pw-EEE"));
     }
 }
+
+fn load_client(pairs: &[(&str, &str)]) -> Result<ClientConfig, ConfigError> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ClientConfig::load(&|k| map.get(k).cloned())
+}
+
+#[test]
+fn client_defaults_follow_spec() {
+    let c = load_client(&[("RELAY_TARGET_URL", "http://127.0.0.1:3000/in")]).unwrap();
+    assert_eq!(c.group, "relay");
+    assert!(!c.consumer.is_empty());
+    assert_eq!(c.concurrency, 4);
+    assert_eq!(c.forward_timeout, std::time::Duration::from_secs(15));
+    assert_eq!(c.max_attempts, 10);
+    assert_eq!(c.backoff.base, std::time::Duration::from_secs(1));
+    assert_eq!(c.backoff.max, std::time::Duration::from_secs(600));
+    assert_eq!(c.breaker_threshold, 5);
+    assert_eq!(c.breaker_cooldown, std::time::Duration::from_secs(30));
+    assert_eq!(c.common.dlq_stream, "relay:{webhooks}:dlq");
+    assert_eq!(c.target.path, "/in");
+}
+
+#[test]
+fn client_errors_name_their_variable() {
+    assert_eq!(load_client(&[]).unwrap_err().var(), "RELAY_TARGET_URL");
+    for (var, bad) in [
+        ("RELAY_TARGET_URL", "127.0.0.1:3000"),
+        ("RELAY_TARGET_URL", "http://h:99999/"),
+        ("RELAY_CONCURRENCY", "0"),
+        ("RELAY_FORWARD_TIMEOUT", "15"),
+        ("RELAY_MAX_ATTEMPTS", "ten"),
+        ("RELAY_BACKOFF_BASE", "1x"),
+        ("RELAY_BACKOFF_MAX", "1ms"),
+        ("RELAY_BREAKER_THRESHOLD", "-1"),
+        ("RELAY_BREAKER_COOLDOWN", "soon"),
+    ] {
+        let err = load_client(&[("RELAY_TARGET_URL", "http://a/"), (var, bad)]).unwrap_err();
+        assert_eq!(err.var(), var, "{var}={bad}");
+    }
+}

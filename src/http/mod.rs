@@ -2,6 +2,7 @@
 //! per-connection loop and the accept loop with its connection cap and graceful drain.
 
 mod chunked;
+pub mod client;
 mod conn;
 mod error;
 mod request;

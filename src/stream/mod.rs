@@ -11,8 +11,13 @@ use redis::{AsyncConnectionConfig, Client};
 
 use crate::config::Secret;
 
-/// Version of the record format, stored in field `v`.
-pub const RECORD_VERSION: &str = "1";
+mod group;
+mod reader;
+mod record;
+
+pub use group::{Claimed, GroupInfo};
+pub use reader::Reader;
+pub use record::{DeadLetter, Entry, Record, parse_entries};
 
 /// Deadline for one whole Redis operation, connecting included: a dead or frozen Redis must
 /// turn into a `503` well within the ~2 s a sender can be kept waiting.
@@ -21,31 +26,6 @@ pub const OP_DEADLINE: Duration = Duration::from_millis(1800);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Response timeout of the shared connection; below `OP_DEADLINE`.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1500);
-
-/// One webhook as stored in the main stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Unix time in milliseconds when the server finished reading it.
-    pub received_at: u64,
-    pub method: String,
-    /// Path with query string, as received.
-    pub path: String,
-    /// `<source>` of `/webhook/<source>`, or empty.
-    pub source: String,
-    /// Peer address as seen by the server.
-    pub remote: String,
-    /// Header fields in arrival order, duplicates kept.
-    pub headers: Vec<(String, String)>,
-    /// The raw body bytes, after de-chunking.
-    pub body: Vec<u8>,
-}
-
-impl Record {
-    /// The `headers` field: a JSON array of `[name, value]` pairs.
-    pub fn headers_json(&self) -> String {
-        serde_json::to_string(&self.headers).expect("string pairs always serialize")
-    }
-}
 
 /// Why Redis did not take or answer a command.
 #[derive(Debug)]
@@ -56,6 +36,8 @@ pub enum StoreError {
     Connection(redis::RedisError),
     /// Redis answered with an error (`OOM`, `MISCONF`, `WRONGTYPE`, …).
     Refused(redis::RedisError),
+    /// Redis answered something this code does not understand.
+    Protocol(String),
 }
 
 impl fmt::Display for StoreError {
@@ -64,11 +46,19 @@ impl fmt::Display for StoreError {
             StoreError::Timeout => write!(f, "redis did not answer within {OP_DEADLINE:?}"),
             StoreError::Connection(e) => write!(f, "redis connection failed: {e}"),
             StoreError::Refused(e) => write!(f, "redis refused the command: {e}"),
+            StoreError::Protocol(what) => write!(f, "unexpected redis reply: {what}"),
         }
     }
 }
 
 impl std::error::Error for StoreError {}
+
+/// A command or a pipeline, run the same way.
+#[derive(Clone, Copy)]
+enum Query<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipe(&'a redis::Pipeline),
+}
 
 /// The shared connection to Redis and the stream it writes to.
 ///
@@ -88,7 +78,7 @@ pub struct Store {
 impl Store {
     /// A store for `stream`; connects lazily, so the server starts even while Redis is down.
     pub fn new(url: &Secret, stream: &str) -> Result<Self, StoreError> {
-        let client = Client::open(url.expose()).map_err(StoreError::Connection)?;
+        let client = open_client(url)?;
         Ok(Store {
             client,
             stream: stream.to_owned(),
@@ -103,27 +93,16 @@ impl Store {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// The main stream's key.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
     /// Appends `record` to the stream; returns its id once Redis has it.
     pub async fn append(&self, record: &Record) -> Result<String, StoreError> {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.stream)
-            .arg("*")
-            .arg("v")
-            .arg(RECORD_VERSION)
-            .arg("received_at")
-            .arg(record.received_at)
-            .arg("method")
-            .arg(&record.method)
-            .arg("path")
-            .arg(&record.path)
-            .arg("source")
-            .arg(&record.source)
-            .arg("remote")
-            .arg(&record.remote)
-            .arg("headers")
-            .arg(record.headers_json())
-            .arg("body")
-            .arg(&record.body[..]);
+        cmd.arg(&self.stream).arg("*");
+        record.write_fields(&mut cmd);
         self.run(&cmd).await
     }
 
@@ -134,11 +113,25 @@ impl Store {
 
     /// Runs one command on the shared connection within `OP_DEADLINE`.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.exec(Query::Cmd(cmd)).await
+    }
+
+    /// Runs a pipeline (atomic when built with `.atomic()`) within `OP_DEADLINE`.
+    async fn run_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, StoreError> {
+        self.exec(Query::Pipe(pipe)).await
+    }
+
+    async fn exec<T: redis::FromRedisValue>(&self, query: Query<'_>) -> Result<T, StoreError> {
         let attempt = async {
             let (generation, mut conn) = self.connection().await?;
-            cmd.query_async::<T>(&mut conn)
-                .await
-                .map_err(|e| (generation, e))
+            let reply = match query {
+                Query::Cmd(cmd) => cmd.query_async::<T>(&mut conn).await,
+                Query::Pipe(pipe) => pipe.query_async::<T>(&mut conn).await,
+            };
+            reply.map_err(|e| (generation, e))
         };
         let result = match tokio::time::timeout(OP_DEADLINE, attempt).await {
             Ok(Ok(v)) => Ok(v),
@@ -201,7 +194,7 @@ impl Store {
     /// Logs Redis going away and coming back, once per change.
     fn note<T>(&self, result: &Result<T, StoreError>) {
         match result {
-            Ok(_) | Err(StoreError::Refused(_)) => {
+            Ok(_) | Err(StoreError::Refused(_) | StoreError::Protocol(_)) => {
                 if !self.up.swap(true, Ordering::Relaxed) {
                     log::info!("redis reachable again");
                 }
@@ -213,4 +206,14 @@ impl Store {
             }
         }
     }
+}
+
+/// A client for `url`; the URL (it may hold a password) never appears in the error.
+fn open_client(url: &Secret) -> Result<Client, StoreError> {
+    Client::open(url.expose()).map_err(|_| StoreError::Protocol("invalid REDIS_URL".into()))
+}
+
+/// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).
+pub fn is_nogroup(e: &StoreError) -> bool {
+    matches!(e, StoreError::Refused(r) if r.code() == Some("NOGROUP"))
 }

@@ -1,0 +1,140 @@
+//! One delivery attempt: the stored record turned into the request the local app receives.
+
+use crate::http::client::{Client, OutRequest};
+use crate::outcome::Attempt;
+use crate::stream::{Entry, Record};
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones we rewrite; never forwarded.
+const DROPPED: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Headers the relay sets; copies arriving from the sender are dropped so that nobody can
+/// forge the dedupe key.
+const OURS: [&str; 4] = [
+    "x-relay-id",
+    "x-relay-attempt",
+    "x-relay-received-at",
+    "x-relay-source",
+];
+
+/// The headers to forward: the original ones in order, minus hop-by-hop ones (including any
+/// named by `Connection`), `Proxy-*`, `Host`, `Content-Length` and `X-Relay-*`; then ours.
+pub fn forward_headers(record: &Record, relay_id: &str, attempt: u32) -> Vec<(String, String)> {
+    let listed: Vec<String> = record
+        .headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut out: Vec<(String, String)> = record
+        .headers
+        .iter()
+        .filter(|(name, value)| {
+            let lower = name.to_ascii_lowercase();
+            !DROPPED.contains(&lower.as_str())
+                && !OURS.contains(&lower.as_str())
+                && !lower.starts_with("proxy-")
+                && !listed.contains(&lower)
+                && valid_field(name, value)
+        })
+        .cloned()
+        .collect();
+    out.push(("X-Relay-Id".into(), relay_id.to_owned()));
+    out.push(("X-Relay-Attempt".into(), attempt.to_string()));
+    out.push(("X-Relay-Received-At".into(), record.received_at.to_string()));
+    if !record.source.is_empty() {
+        out.push(("X-Relay-Source".into(), record.source.clone()));
+    }
+    out
+}
+
+/// A field we can write without corrupting the request (records from other writers may
+/// hold anything).
+fn valid_field(name: &str, value: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// Sends attempt number `attempt` of `entry` through `client`.
+pub async fn deliver(client: &Client, entry: &Entry, record: &Record, attempt: u32) -> Attempt {
+    let headers = forward_headers(record, &entry.relay_id(), attempt);
+    let req = OutRequest {
+        method: &record.method,
+        headers: &headers,
+        body: &record.body,
+    };
+    client.send(&req).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(headers: &[(&str, &str)]) -> Record {
+        Record {
+            received_at: 1700000000123,
+            method: "POST".into(),
+            path: "/webhook/wa".into(),
+            source: "wa".into(),
+            remote: "1.2.3.4:5".into(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: b"{}".to_vec(),
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_dropped_order_and_duplicates_kept_ours_added() {
+        let r = record(&[
+            ("Host", "relay.example"),
+            ("X-A", "1"),
+            ("Connection", "keep-alive, X-Secret-Hop"),
+            ("X-Secret-Hop", "h"),
+            ("Keep-Alive", "timeout=5"),
+            ("Transfer-Encoding", "chunked"),
+            ("TE", "trailers"),
+            ("Trailer", "X"),
+            ("Upgrade", "h2c"),
+            ("Proxy-Authorization", "x"),
+            ("Content-Length", "2"),
+            ("x-a", "2"),
+            ("X-Relay-Id", "forged"),
+            ("X-Hub-Signature-256", "sha256=ab"),
+        ]);
+        let out = forward_headers(&r, "1-0", 3);
+        let got: Vec<(&str, &str)> = out.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("X-A", "1"),
+                ("x-a", "2"),
+                ("X-Hub-Signature-256", "sha256=ab"),
+                ("X-Relay-Id", "1-0"),
+                ("X-Relay-Attempt", "3"),
+                ("X-Relay-Received-At", "1700000000123"),
+                ("X-Relay-Source", "wa"),
+            ]
+        );
+    }
+
+    #[test]
+    fn no_source_header_without_source_and_unsafe_fields_skipped() {
+        let mut r = record(&[("X-Evil", "a\r\nInjected: 1"), ("Bad Name", "v")]);
+        r.source.clear();
+        let out = forward_headers(&r, "1-0", 1);
+        assert!(out.iter().all(|(n, _)| n.starts_with("X-Relay-")));
+        assert!(!out.iter().any(|(n, _)| n == "X-Relay-Source"));
+    }
+}

@@ -1,0 +1,327 @@
+//! `crm-relay client`: reads the stream through a consumer group and delivers every webhook
+//! to the local app, at least once.
+//!
+//! The feed task reads entries; the dispatcher (here) holds them in `Jobs`, starts up to
+//! `RELAY_CONCURRENCY` delivery tasks, and carries out the effects the policy decides:
+//! acknowledgements, dead letters, stored attempt counts, breaker log lines.
+
+pub mod deliver;
+pub mod feed;
+pub mod jobs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::backoff::Rng;
+use crate::config::ClientConfig;
+use crate::http::client::Client;
+use crate::outcome::Attempt;
+use crate::shutdown::Shutdown;
+use crate::stream::{Reader, Record, Store, StoreError};
+use feed::{Feed, Incoming};
+use jobs::{Effect, Jobs, Policy, Start};
+
+/// How often held entries are re-claimed (so other clients' `XAUTOCLAIM` leaves them alone)
+/// and failed Redis writes are retried.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
+/// After SIGTERM, how long in-flight deliveries get to finish.
+const DRAIN: Duration = Duration::from_secs(8);
+
+/// Runs the client until `shutdown`. Fails only if the group cannot be set up at start.
+pub async fn run(
+    config: ClientConfig,
+    store: Arc<Store>,
+    mut shutdown: Shutdown,
+) -> Result<(), StoreError> {
+    ensure_group(&store, &config.group, &mut shutdown).await?;
+    let capacity = Arc::new(Semaphore::new((config.concurrency * 16).max(64)));
+    let (tx, rx) = mpsc::channel(4);
+    let feed = Feed {
+        reader: Reader::new(
+            &config.common.redis_url,
+            &config.common.stream,
+            &config.group,
+            &config.consumer,
+        )?,
+        store: store.clone(),
+        group: config.group.clone(),
+        consumer: config.consumer.clone(),
+        // Above anything a live client holds an entry untouched: held entries are re-claimed
+        // every few seconds, and one attempt lasts at most the forward timeout.
+        claim_min_idle: config.forward_timeout + Duration::from_secs(60),
+        capacity,
+        out: tx,
+    };
+    let feed_task = tokio::spawn(feed.run(shutdown.clone()));
+    let mut dispatcher = Dispatcher::new(&config, store);
+    dispatcher.run(rx, shutdown).await;
+    feed_task.abort();
+    Ok(())
+}
+
+/// Creates the consumer group, retrying while Redis is unreachable.
+async fn ensure_group(
+    store: &Store,
+    group: &str,
+    shutdown: &mut Shutdown,
+) -> Result<(), StoreError> {
+    let mut warned = false;
+    loop {
+        match store.create_group(group).await {
+            Ok(created) => {
+                if created {
+                    log::info!("created consumer group {group} at 0 on {}", store.stream());
+                }
+                return Ok(());
+            }
+            Err(e @ (StoreError::Connection(_) | StoreError::Timeout)) => {
+                if !std::mem::replace(&mut warned, true) {
+                    log::warn!("redis unreachable at start, retrying: {e}");
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+}
+
+struct Dispatcher {
+    jobs: Jobs,
+    permits: HashMap<String, OwnedSemaphorePermit>,
+    store: Arc<Store>,
+    client: Arc<Client>,
+    group: String,
+    consumer: String,
+    dlq: String,
+    /// Acks and dead letters whose write failed: retried at housekeeping.
+    unwritten: Vec<Effect>,
+    tasks: JoinSet<(String, Attempt)>,
+    next_housekeeping: Instant,
+}
+
+impl Dispatcher {
+    fn new(config: &ClientConfig, store: Arc<Store>) -> Self {
+        let policy = Policy {
+            concurrency: config.concurrency,
+            max_attempts: config.max_attempts,
+            backoff: config.backoff,
+            breaker_threshold: config.breaker_threshold,
+            breaker_cooldown: config.breaker_cooldown,
+        };
+        Dispatcher {
+            jobs: Jobs::new(policy, Rng::from_entropy()),
+            permits: HashMap::new(),
+            store,
+            client: Arc::new(Client::new(
+                config.target.clone(),
+                config.forward_timeout,
+                config.concurrency,
+            )),
+            group: config.group.clone(),
+            consumer: config.consumer.clone(),
+            dlq: config.common.dlq_stream.clone(),
+            unwritten: Vec::new(),
+            tasks: JoinSet::new(),
+            next_housekeeping: Instant::now() + HOUSEKEEPING_EVERY,
+        }
+    }
+
+    async fn run(&mut self, mut rx: mpsc::Receiver<Vec<Incoming>>, mut shutdown: Shutdown) {
+        loop {
+            self.start_ready();
+            let wake = self
+                .jobs
+                .next_wakeup()
+                .map_or(self.next_housekeeping, |w| w.min(self.next_housekeeping));
+            tokio::select! {
+                _ = shutdown.wait() => break,
+                Some(done) = self.tasks.join_next() => self.on_done(done).await,
+                Some(batch) = rx.recv() => self.take(batch).await,
+                _ = tokio::time::sleep_until(wake.into()) => self.housekeeping().await,
+            }
+        }
+        drop(rx);
+        self.drain().await;
+    }
+
+    /// Starts every attempt the policy allows now.
+    fn start_ready(&mut self) {
+        while let Some(Start { id, attempt, .. }) = self.jobs.next(Instant::now()) {
+            let entry = self.jobs.entry(&id).expect("started jobs are held").clone();
+            let client = self.client.clone();
+            self.tasks.spawn(async move {
+                let result = match entry.fields.as_deref().map(Record::from_fields) {
+                    Some(Ok(record)) => deliver::deliver(&client, &entry, &record, attempt).await,
+                    // Checked on intake; kept total so a bug costs one attempt, not a panic.
+                    _ => Attempt::Failed("undecodable record".into()),
+                };
+                (entry.id, result)
+            });
+        }
+    }
+
+    /// Takes new entries; refuses duplicates and entries that cannot be delivered.
+    async fn take(&mut self, batch: Vec<Incoming>) {
+        for incoming in batch {
+            let Incoming {
+                entry,
+                tries,
+                counted,
+                permit,
+            } = incoming;
+            if self.jobs.contains(&entry.id) {
+                continue; // re-read while we hold it; the permit goes back
+            }
+            let Some(fields) = &entry.fields else {
+                log::error!(
+                    "entry {} was deleted while pending (stream trimmed?): nothing to deliver, acknowledging it",
+                    entry.id
+                );
+                self.write(Effect::Ack(entry.id.clone())).await;
+                continue;
+            };
+            if let Err(e) = Record::from_fields(fields) {
+                log::error!(
+                    "entry {} is not a valid record ({e}): dead-lettering it",
+                    entry.id
+                );
+                let id = entry.id.clone();
+                let dl = crate::stream::DeadLetter {
+                    attempts: 0,
+                    last_status: None,
+                    last_error: format!("undecodable record: {e}"),
+                    failed_at: unix_ms(),
+                };
+                self.jobs.hold(entry, tries, counted);
+                self.permits.insert(id.clone(), permit);
+                self.write(Effect::DeadLetter(id, dl)).await;
+                continue;
+            }
+            self.permits.insert(entry.id.clone(), permit);
+            self.jobs.add(entry, tries, counted);
+        }
+    }
+
+    async fn on_done(&mut self, done: Result<(String, Attempt), tokio::task::JoinError>) {
+        let (id, attempt) = match done {
+            Ok(r) => r,
+            Err(e) => {
+                // The task panicked: that attempt is lost, the webhook stays pending.
+                log::error!("delivery task failed: {e}");
+                return;
+            }
+        };
+        match &attempt {
+            Attempt::Status { status, .. } => log::debug!("delivery id={id} status={status}"),
+            Attempt::Failed(e) => log::debug!("delivery id={id} failed: {e}"),
+        }
+        for effect in self.jobs.finish(&id, attempt, Instant::now(), unix_ms()) {
+            self.write(effect).await;
+        }
+    }
+
+    /// Carries out one effect; failed acks and dead letters are kept for a retry.
+    async fn write(&mut self, effect: Effect) {
+        match &effect {
+            Effect::Ack(id) => match self.store.ack(&self.group, id).await {
+                Ok(()) => self.done(id),
+                Err(e) => {
+                    log::warn!("acknowledging {id} failed, will retry: {e}");
+                    self.unwritten.push(effect);
+                }
+            },
+            Effect::DeadLetter(id, info) => {
+                let Some(entry) = self.jobs.entry(id) else {
+                    return;
+                };
+                match self
+                    .store
+                    .dead_letter(&self.dlq, &self.group, entry, info)
+                    .await
+                {
+                    Ok(dlq_id) => {
+                        log::warn!(
+                            "dead-lettered {id} as {dlq_id} after {} attempts: {}",
+                            info.attempts,
+                            info.last_error
+                        );
+                        self.done(id);
+                    }
+                    Err(e) => {
+                        log::warn!("dead-lettering {id} failed, will retry: {e}");
+                        self.unwritten.push(effect);
+                    }
+                }
+            }
+            Effect::Persist { id, tries, counted } => {
+                if let Err(e) = self.store.save_attempts(id, *tries, *counted).await {
+                    log::debug!("saving attempt counts of {id} failed: {e}");
+                }
+            }
+            Effect::BreakerOpened => {
+                log::warn!("target failing: circuit breaker open, deliveries paused")
+            }
+            Effect::BreakerClosed => log::info!("target answering again: circuit breaker closed"),
+        }
+    }
+
+    fn done(&mut self, id: &str) {
+        self.jobs.finished(id);
+        self.permits.remove(id);
+    }
+
+    /// Retries failed writes and keeps held entries claimed by this consumer.
+    async fn housekeeping(&mut self) {
+        let now = Instant::now();
+        if now < self.next_housekeeping {
+            return;
+        }
+        self.next_housekeeping = now + HOUSEKEEPING_EVERY;
+        for effect in std::mem::take(&mut self.unwritten) {
+            self.write(effect).await;
+        }
+        let ids = self.jobs.ids();
+        for chunk in ids.chunks(500) {
+            if let Err(e) = self.store.touch(&self.group, &self.consumer, chunk).await {
+                log::debug!("re-claiming held entries failed: {e}");
+                break;
+            }
+        }
+    }
+
+    /// After shutdown: in-flight deliveries get `DRAIN` to finish and be acknowledged; what
+    /// is still running then stays pending in Redis and is delivered after a restart.
+    async fn drain(&mut self) {
+        let deadline = tokio::time::Instant::now() + DRAIN;
+        while !self.tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+                Ok(Some(done)) => self.on_done(done).await,
+                Ok(None) => break,
+                Err(_) => {
+                    log::warn!(
+                        "{} deliveries still running at the deadline; they stay pending",
+                        self.tasks.len()
+                    );
+                    self.tasks.shutdown().await;
+                    break;
+                }
+            }
+        }
+        for effect in std::mem::take(&mut self.unwritten) {
+            self.write(effect).await;
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

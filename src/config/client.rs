@@ -1,0 +1,113 @@
+//! `crm-relay client` settings.
+
+use std::time::Duration;
+
+use super::{CommonConfig, Lookup, parse_count, parse_duration, parsed, var};
+use crate::backoff::Backoff;
+use crate::error::ConfigError;
+use crate::http::client::Target;
+
+/// Settings of `crm-relay client`.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub common: CommonConfig,
+    /// `RELAY_TARGET_URL`, parsed.
+    pub target: Target,
+    /// `RELAY_GROUP`: the consumer group.
+    pub group: String,
+    /// `RELAY_CONSUMER`: this process's consumer name (default: the host name).
+    pub consumer: String,
+    /// `RELAY_CONCURRENCY`: deliveries in flight.
+    pub concurrency: usize,
+    /// `RELAY_FORWARD_TIMEOUT`: the whole request/response deadline of one attempt.
+    pub forward_timeout: Duration,
+    /// `RELAY_MAX_ATTEMPTS`: counted attempts before a webhook is dead-lettered.
+    pub max_attempts: u32,
+    /// `RELAY_BACKOFF_BASE` / `RELAY_BACKOFF_MAX`.
+    pub backoff: Backoff,
+    /// `RELAY_BREAKER_THRESHOLD`.
+    pub breaker_threshold: u32,
+    /// `RELAY_BREAKER_COOLDOWN`.
+    pub breaker_cooldown: Duration,
+}
+
+impl ClientConfig {
+    pub fn load(get: Lookup) -> Result<Self, ConfigError> {
+        let common = CommonConfig::load(get)?;
+        let url = var(get, "RELAY_TARGET_URL").ok_or_else(|| {
+            ConfigError::new(
+                "RELAY_TARGET_URL",
+                "required: where webhooks are forwarded (http://host:port/path)",
+            )
+        })?;
+        let target =
+            Target::parse(url.trim()).map_err(|e| ConfigError::new("RELAY_TARGET_URL", e))?;
+        let small = |name: &str, default: &str| -> Result<u32, ConfigError> {
+            let n = parsed(get, name, default, parse_count)?;
+            u32::try_from(n).map_err(|_| ConfigError::new(name, "too large"))
+        };
+        let backoff = Backoff {
+            base: parsed(get, "RELAY_BACKOFF_BASE", "1s", parse_duration)?,
+            max: parsed(get, "RELAY_BACKOFF_MAX", "10m", parse_duration)?,
+        };
+        if backoff.max < backoff.base {
+            return Err(ConfigError::new(
+                "RELAY_BACKOFF_MAX",
+                "must not be below RELAY_BACKOFF_BASE",
+            ));
+        }
+        let forward_timeout = parsed(get, "RELAY_FORWARD_TIMEOUT", "15s", parse_duration)?;
+        if forward_timeout.is_zero() {
+            return Err(ConfigError::new("RELAY_FORWARD_TIMEOUT", "must be above 0"));
+        }
+        Ok(ClientConfig {
+            common,
+            target,
+            group: non_blank(get, "RELAY_GROUP", "relay"),
+            consumer: var(get, "RELAY_CONSUMER").map_or_else(host_name, |v| v.trim().to_owned()),
+            concurrency: small("RELAY_CONCURRENCY", "4")? as usize,
+            forward_timeout,
+            max_attempts: small("RELAY_MAX_ATTEMPTS", "10")?,
+            backoff,
+            breaker_threshold: small("RELAY_BREAKER_THRESHOLD", "5")?,
+            breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
+        })
+    }
+
+    /// The effective configuration for the start-up log line (nothing here is secret but the
+    /// Redis URL, shown without credentials).
+    pub fn summary(&self) -> String {
+        format!(
+            "target=http://{}{} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            self.target.authority,
+            self.target.path,
+            self.common.redis_display(),
+            self.common.stream,
+            self.common.dlq_stream,
+            self.group,
+            self.consumer,
+            self.concurrency,
+            self.forward_timeout,
+            self.max_attempts,
+            self.backoff.base,
+            self.backoff.max,
+            self.breaker_threshold,
+            self.breaker_cooldown,
+            self.common.log_level,
+        )
+    }
+}
+
+fn non_blank(get: Lookup, name: &str, default: &str) -> String {
+    var(get, name).map_or_else(|| default.to_owned(), |v| v.trim().to_owned())
+}
+
+/// The kernel's host name, the default consumer name.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "crm-relay".to_owned())
+}
