@@ -2,6 +2,8 @@
 
 mod support;
 
+mod client_delivery;
+mod client_process;
 mod http_framing;
 mod server_faults;
 mod server_ingest;

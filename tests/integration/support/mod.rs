@@ -2,6 +2,8 @@
 //! in-process on `127.0.0.1:0`, and a raw HTTP/1.1 client that sees exactly what is on the wire.
 #![allow(dead_code)]
 
+pub mod sink;
+
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crm_relay::config::ServerConfig;
+use crm_relay::config::{ClientConfig, ServerConfig};
 use crm_relay::http::Limits;
 use crm_relay::shutdown::{self, Trigger};
 use crm_relay::stream::Store;
@@ -455,4 +457,56 @@ pub fn meta_fixtures() -> Vec<(String, Vec<u8>, String)> {
             (file, body, sig)
         })
         .collect()
+}
+
+/// A client configuration for tests: fast retries, a unique consumer, `extra` on top.
+pub fn client_config(
+    redis_url: &str,
+    stream: &str,
+    target: &str,
+    extra: &[(&str, &str)],
+) -> ClientConfig {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("REDIS_URL".into(), redis_url.to_owned()),
+        ("RELAY_STREAM".into(), stream.to_owned()),
+        ("RELAY_DLQ_STREAM".into(), format!("{stream}:dlq")),
+        ("RELAY_TARGET_URL".into(), target.to_owned()),
+        ("RELAY_CONSUMER".into(), "test-consumer".into()),
+        ("RELAY_BACKOFF_BASE".into(), "20ms".into()),
+        ("RELAY_BACKOFF_MAX".into(), "100ms".into()),
+        ("RELAY_BREAKER_COOLDOWN".into(), "200ms".into()),
+        ("RELAY_FORWARD_TIMEOUT".into(), "2s".into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    ClientConfig::load(&|k| vars.get(k).cloned()).expect("valid client config")
+}
+
+/// The client running in-process.
+pub struct RelayClient {
+    trigger: Trigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RelayClient {
+    pub fn start(config: ClientConfig) -> RelayClient {
+        let store =
+            Arc::new(Store::new(&config.common.redis_url, &config.common.stream).expect("store"));
+        let (trigger, shutdown) = shutdown::channel();
+        let task = tokio::spawn(async move {
+            crm_relay::client::run(config, store, shutdown)
+                .await
+                .expect("client runs");
+        });
+        RelayClient { trigger, task }
+    }
+
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("client stops within 10 s")
+            .expect("client task ends cleanly");
+    }
 }

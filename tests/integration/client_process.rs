@@ -1,0 +1,97 @@
+//! The client as a real process: SIGKILL mid-delivery loses nothing, SIGTERM exits 0.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::sink::{Answer, Sink};
+use crate::support::*;
+
+fn spawn_client(redis: &Redis, stream: &str, target: &str) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .arg("client")
+        .env_clear()
+        .env("REDIS_URL", redis.url())
+        .env("RELAY_STREAM", stream)
+        .env("RELAY_TARGET_URL", target)
+        .env("RELAY_CONSUMER", "proc-consumer")
+        .env("RELAY_BACKOFF_BASE", "20ms")
+        .env("RELAY_BACKOFF_MAX", "100ms")
+        .env("RELAY_FORWARD_TIMEOUT", "30s")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn crm-relay client")
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_while_the_sink_holds_the_request_loses_nothing() {
+    let redis = Redis::start();
+    let relay = Relay::start(&redis, "p:kill").await;
+    let sink = Sink::start().await;
+    sink.script(|_, seen| {
+        if seen == 0 {
+            Answer::Hang
+        } else {
+            Answer::Status(200)
+        }
+    });
+    let id = relay
+        .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"precious"))
+        .await
+        .id();
+    let mut first = spawn_client(&redis, "p:kill", &sink.url());
+    assert!(
+        sink.wait_for(Duration::from_secs(15), |r| r.len() == 1)
+            .await,
+        "first attempt reached the sink"
+    );
+    first.kill().unwrap(); // SIGKILL, mid-delivery: no ack was written
+    first.wait().unwrap();
+    let mut second = spawn_client(&redis, "p:kill", &sink.url());
+    assert!(
+        sink.wait_for(Duration::from_secs(15), |r| r.len() >= 2)
+            .await,
+        "redelivered after restart"
+    );
+    let received = sink.received();
+    assert!(
+        received
+            .iter()
+            .all(|r| r.relay_id() == id && r.body == b"precious")
+    );
+    signal(second.id(), "TERM");
+    assert_eq!(wait_exit(&mut second, Duration::from_secs(10)), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_promptly_and_bad_config_exits_2() {
+    let redis = Redis::start();
+    let sink = Sink::start().await;
+    let mut child = spawn_client(&redis, "p:term", &sink.url());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    signal(child.id(), "TERM");
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(10));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .arg("client")
+        .env_clear()
+        .env("RELAY_TARGET_URL", "localhost:3000")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RELAY_TARGET_URL"));
+}
