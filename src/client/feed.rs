@@ -13,8 +13,11 @@ use crate::backoff::{Backoff, Rng};
 use crate::shutdown::Shutdown;
 use crate::stream::{Entry, Reader, Store, StoreError, is_nogroup};
 
-/// Entries asked for per read.
+/// Most entries asked for per read.
 const BATCH: usize = 256;
+/// A read waits up to `BATCH_WAIT` for this many free slots.
+const MIN_BATCH: usize = 32;
+const BATCH_WAIT: Duration = Duration::from_millis(2);
 /// How often the own pending list is re-read and idle entries of others are claimed.
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
 /// Backoff between attempts to reach a lost Redis.
@@ -199,19 +202,42 @@ impl Feed {
     }
 }
 
-/// Waits for one permit, then takes up to `BATCH` without waiting.
+/// Waits for one permit, then takes up to `BATCH` without waiting. When only a few are free
+/// it waits a moment for more, so a busy client reads in batches rather than one entry per
+/// round trip; the wait is short enough never to hold deliveries back.
 async fn take_permits(capacity: &Arc<Semaphore>) -> Vec<OwnedSemaphorePermit> {
-    let first = capacity
-        .clone()
-        .acquire_owned()
-        .await
-        .expect("the semaphore is never closed");
-    let mut permits = vec![first];
-    while permits.len() < BATCH {
+    let first = capacity.clone().acquire_owned().await;
+    let mut permits = vec![first.expect("the semaphore is never closed")];
+    grab(capacity, &mut permits);
+    if permits.len() < MIN_BATCH {
+        let more = (MIN_BATCH - permits.len()) as u32;
+        let waited = tokio::time::timeout(BATCH_WAIT, capacity.clone().acquire_many_owned(more));
+        if let Ok(Ok(p)) = waited.await {
+            permits.push(p);
+            grab(capacity, &mut permits);
+        }
+    }
+    singles(permits)
+}
+
+/// Takes free permits without waiting, up to `BATCH` in all.
+fn grab(capacity: &Arc<Semaphore>, permits: &mut Vec<OwnedSemaphorePermit>) {
+    while permits.iter().map(|p| p.num_permits()).sum::<usize>() < BATCH {
         match capacity.clone().try_acquire_owned() {
             Ok(p) => permits.push(p),
             Err(_) => break,
         }
     }
-    permits
+}
+
+/// Splits permits into single ones, one per entry.
+fn singles(permits: Vec<OwnedSemaphorePermit>) -> Vec<OwnedSemaphorePermit> {
+    let mut out = Vec::new();
+    for mut p in permits {
+        while p.num_permits() > 1 {
+            out.push(p.split(1).expect("more than one permit left"));
+        }
+        out.push(p);
+    }
+    out
 }

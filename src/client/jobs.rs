@@ -12,7 +12,8 @@
 //! `max_attempts` counted attempts while the target keeps taking others.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backoff::{Backoff, Rng};
@@ -43,7 +44,8 @@ enum State {
 
 #[derive(Debug)]
 struct Job {
-    entry: Entry,
+    /// Shared with the delivery task of an attempt, so the body is never copied per attempt.
+    entry: Arc<Entry>,
     tries: u32,
     counted: u32,
     unconfirmed: u32,
@@ -85,6 +87,8 @@ pub struct Jobs {
     jobs: HashMap<String, Job>,
     ready: VecDeque<String>,
     waiting: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// Ids of jobs with unconfirmed failures, so a success need not scan every job.
+    suspects: HashSet<String>,
     breaker: Breaker,
     rng: Rng,
     in_flight: usize,
@@ -99,6 +103,7 @@ impl Jobs {
             jobs: HashMap::new(),
             ready: VecDeque::new(),
             waiting: BinaryHeap::new(),
+            suspects: HashSet::new(),
             breaker,
             rng,
             in_flight: 0,
@@ -126,7 +131,7 @@ impl Jobs {
         self.jobs.contains_key(id)
     }
 
-    pub fn entry(&self, id: &str) -> Option<&Entry> {
+    pub fn entry(&self, id: &str) -> Option<&Arc<Entry>> {
         self.jobs.get(id).map(|j| &j.entry)
     }
 
@@ -142,7 +147,7 @@ impl Jobs {
         }
         let id = entry.id.clone();
         let job = Job {
-            entry,
+            entry: Arc::new(entry),
             tries,
             counted,
             unconfirmed: 0,
@@ -270,11 +275,15 @@ impl Jobs {
         let counts = !probe && !self.breaker.is_open();
         if counts {
             self.jobs.get_mut(id).expect("held").unconfirmed += 1;
+            self.suspects.insert(id.to_owned());
         }
         if self.breaker.failure(now) == Some(Transition::Opened) {
             effects.push(Effect::BreakerOpened);
-            for job in self.jobs.values_mut() {
-                job.unconfirmed = 0; // an outage: none of these failures were the webhooks' fault
+            // An outage: none of these failures were the webhooks' fault.
+            for id in self.suspects.drain() {
+                if let Some(job) = self.jobs.get_mut(&id) {
+                    job.unconfirmed = 0;
+                }
             }
         }
         let job = self.jobs.get_mut(id).expect("held");
@@ -307,7 +316,10 @@ impl Jobs {
         if self.breaker.success() == Some(Transition::Closed) {
             effects.push(Effect::BreakerClosed);
         }
-        for (id, job) in self.jobs.iter_mut() {
+        for id in std::mem::take(&mut self.suspects) {
+            let Some(job) = self.jobs.get_mut(&id) else {
+                continue;
+            };
             if job.unconfirmed == 0 {
                 continue;
             }
@@ -325,7 +337,7 @@ impl Jobs {
                 }
                 // Released from waiting for this verdict: its backoff is over.
                 State::Waiting if job.gated => {
-                    schedule(&mut self.waiting, &mut self.generation, id, job, now);
+                    schedule(&mut self.waiting, &mut self.generation, &id, job, now);
                 }
                 _ => {}
             }
@@ -335,6 +347,7 @@ impl Jobs {
     /// An attempt that ended without a result (shutdown): the webhook stays pending in Redis
     /// and is dropped here.
     pub fn abandon(&mut self, id: &str) {
+        self.suspects.remove(id);
         if let Some(job) = self.jobs.remove(id)
             && let State::InFlight { probe } = job.state
         {
@@ -347,6 +360,7 @@ impl Jobs {
 
     /// The webhook's acknowledgement or dead letter is written: forget it.
     pub fn finished(&mut self, id: &str) {
+        self.suspects.remove(id);
         self.jobs.remove(id);
     }
 

@@ -92,6 +92,9 @@ async fn ensure_group(
     }
 }
 
+/// Ids acknowledged together, and how the write went.
+type AckBatch = (Vec<String>, Result<(), StoreError>);
+
 struct Dispatcher {
     jobs: Jobs,
     permits: HashMap<String, OwnedSemaphorePermit>,
@@ -103,6 +106,11 @@ struct Dispatcher {
     /// Acks and dead letters whose write failed: retried at housekeeping.
     unwritten: Vec<Effect>,
     tasks: JoinSet<(String, Attempt)>,
+    /// Delivered ids waiting for their acknowledgement to be written.
+    ack_queue: Vec<String>,
+    /// Acknowledgement batches in flight: the dispatcher never waits a Redis round trip per
+    /// delivery, and under load one `XACK` carries many ids.
+    acks: JoinSet<AckBatch>,
     next_housekeeping: Instant,
 }
 
@@ -129,6 +137,8 @@ impl Dispatcher {
             dlq: config.common.dlq_stream.clone(),
             unwritten: Vec::new(),
             tasks: JoinSet::new(),
+            ack_queue: Vec::new(),
+            acks: JoinSet::new(),
             next_housekeeping: Instant::now() + HOUSEKEEPING_EVERY,
         }
     }
@@ -136,6 +146,7 @@ impl Dispatcher {
     async fn run(&mut self, mut rx: mpsc::Receiver<Vec<Incoming>>, mut shutdown: Shutdown) {
         loop {
             self.start_ready();
+            self.flush_acks();
             let wake = self
                 .jobs
                 .next_wakeup()
@@ -143,6 +154,7 @@ impl Dispatcher {
             tokio::select! {
                 _ = shutdown.wait() => break,
                 Some(done) = self.tasks.join_next() => self.on_done(done).await,
+                Some(acked) = self.acks.join_next() => self.on_acked(acked),
                 Some(batch) = rx.recv() => self.take(batch).await,
                 _ = tokio::time::sleep_until(wake.into()) => self.housekeeping().await,
             }
@@ -162,7 +174,7 @@ impl Dispatcher {
                     // Checked on intake; kept total so a bug costs one attempt, not a panic.
                     _ => Attempt::Failed("undecodable record".into()),
                 };
-                (entry.id, result)
+                (entry.id.clone(), result)
             });
         }
     }
@@ -230,13 +242,7 @@ impl Dispatcher {
     /// Carries out one effect; failed acks and dead letters are kept for a retry.
     async fn write(&mut self, effect: Effect) {
         match &effect {
-            Effect::Ack(id) => match self.store.ack(&self.group, id).await {
-                Ok(()) => self.done(id),
-                Err(e) => {
-                    log::warn!("acknowledging {id} failed, will retry: {e}");
-                    self.unwritten.push(effect);
-                }
-            },
+            Effect::Ack(id) => self.ack_queue.push(id.clone()),
             Effect::DeadLetter(id, info) => {
                 let Some(entry) = self.jobs.entry(id) else {
                     return;
@@ -269,6 +275,33 @@ impl Dispatcher {
                 log::warn!("target failing: circuit breaker open, deliveries paused")
             }
             Effect::BreakerClosed => log::info!("target answering again: circuit breaker closed"),
+        }
+    }
+
+    /// Writes queued acknowledgements, at most two batches at a time.
+    fn flush_acks(&mut self) {
+        if self.ack_queue.is_empty() || self.acks.len() >= 2 {
+            return;
+        }
+        let ids = std::mem::take(&mut self.ack_queue);
+        let (store, group) = (self.store.clone(), self.group.clone());
+        self.acks.spawn(async move {
+            let result = store.ack(&group, &ids).await;
+            (ids, result)
+        });
+    }
+
+    fn on_acked(&mut self, acked: Result<AckBatch, tokio::task::JoinError>) {
+        match acked {
+            Ok((ids, Ok(()))) => ids.iter().for_each(|id| self.done(id)),
+            Ok((ids, Err(e))) => {
+                log::warn!(
+                    "acknowledging {} deliveries failed, will retry: {e}",
+                    ids.len()
+                );
+                self.unwritten.extend(ids.into_iter().map(Effect::Ack));
+            }
+            Err(e) => log::error!("acknowledgement task failed: {e}"),
         }
     }
 
@@ -316,6 +349,13 @@ impl Dispatcher {
         }
         for effect in std::mem::take(&mut self.unwritten) {
             self.write(effect).await;
+        }
+        loop {
+            self.flush_acks();
+            match tokio::time::timeout_at(deadline, self.acks.join_next()).await {
+                Ok(Some(acked)) => self.on_acked(acked),
+                _ => break,
+            }
         }
     }
 }

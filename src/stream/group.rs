@@ -59,18 +59,21 @@ impl Store {
         }
     }
 
-    /// Acknowledges a delivered webhook and forgets its attempt count.
-    pub async fn ack(&self, group: &str, id: &str) -> Result<(), StoreError> {
+    /// Acknowledges delivered webhooks and forgets their attempt counts, atomically.
+    pub async fn ack(&self, group: &str, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("XACK")
             .arg(&self.stream)
             .arg(group)
-            .arg(id)
+            .arg(ids)
             .ignore()
             .cmd("HDEL")
             .arg(self.attempts_key())
-            .arg(id)
+            .arg(ids)
             .ignore();
         self.run_pipe::<()>(&pipe).await
     }

@@ -254,6 +254,7 @@ mod tests {
         rec.write_fields(&mut cmd);
         let args: Vec<Vec<u8>> = cmd
             .args_iter()
+            .skip(1) // the command name
             .map(|a| match a {
                 redis::Arg::Simple(b) => b.to_vec(),
                 _ => vec![],
