@@ -2,7 +2,8 @@
 //! them and answers `200` only once Redis has the entry.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
@@ -10,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::auth::Authenticator;
 use crate::config::{Secret, ServerConfig};
 use crate::http::{self, Head, Limits, Request, Response};
+use crate::metrics::ServerMetrics;
 use crate::shutdown::Shutdown;
 use crate::stream::{Record, Store, StoreError};
 
@@ -23,6 +25,9 @@ pub struct Ingest {
     auth: Authenticator,
     verify_token: Option<Secret>,
     store: Arc<Store>,
+    metrics: Arc<ServerMetrics>,
+    /// Set while the stream holds `RELAY_MAX_STREAM_LEN` entries or more.
+    backlog_full: Arc<AtomicBool>,
 }
 
 /// What a request path names.
@@ -35,22 +40,42 @@ enum Route<'a> {
 }
 
 impl Ingest {
-    pub fn new(config: &ServerConfig, store: Arc<Store>) -> Self {
+    fn new(
+        config: &ServerConfig,
+        store: Arc<Store>,
+        metrics: Arc<ServerMetrics>,
+        backlog_full: Arc<AtomicBool>,
+    ) -> Self {
         Ingest {
             auth: Authenticator::new(&config.api_keys, &config.app_secrets),
             verify_token: config.verify_token.clone(),
             store,
+            metrics,
+            backlog_full,
         }
     }
 
     async fn ingest(&self, source: &str, req: Request) -> Response {
+        let started = Instant::now();
+        let resp = self.store_webhook(source, req).await;
+        self.metrics.ingest.observe(started.elapsed());
+        resp
+    }
+
+    async fn store_webhook(&self, source: &str, req: Request) -> Response {
         if let Err(e) = self.auth.authenticate(&req.head.headers, &req.body) {
             log::debug!(
                 "unauthenticated remote={} reason={}",
                 req.remote,
                 e.reason()
             );
+            self.metrics.requests.inc("unauthenticated");
             return Response::error(401, e.reason());
+        }
+        if self.backlog_full.load(Ordering::Relaxed) {
+            self.metrics.requests.inc("backlog_full");
+            return Response::error(503, "backlog full")
+                .with_header("Retry-After", RETRY_AFTER_SECS);
         }
         let record = Record {
             received_at: unix_millis(),
@@ -62,8 +87,14 @@ impl Ingest {
             body: req.body,
         };
         match self.store.append(&record).await {
-            Ok(id) => Response::json(200, serde_json::json!({ "id": id }).to_string()),
-            Err(e) => unavailable(&e, "webhook not stored"),
+            Ok(id) => {
+                self.metrics.requests.inc("stored");
+                Response::json(200, serde_json::json!({ "id": id }).to_string())
+            }
+            Err(e) => {
+                self.metrics.requests.inc("unavailable");
+                unavailable(&e, "webhook not stored")
+            }
         }
     }
 
@@ -108,10 +139,15 @@ impl http::Handler for Ingest {
         if head.method != "POST" || !matches!(route(head.path()), Route::Webhook(_)) {
             return None;
         }
-        self.auth
-            .precheck(&head.headers)
-            .err()
-            .map(|e| Response::error(401, e.reason()))
+        let refusal = self.auth.precheck(&head.headers).err();
+        refusal.map(|e| {
+            self.metrics.requests.inc("unauthenticated");
+            Response::error(401, e.reason())
+        })
+    }
+
+    fn on_refused(&self, _status: u16) {
+        self.metrics.requests.inc("invalid");
     }
 
     async fn handle(&self, req: Request) -> Response {
@@ -121,10 +157,16 @@ impl http::Handler for Ingest {
                 let source = source.to_owned();
                 self.ingest(&source, req).await
             }
-            (Route::Webhook(""), "GET" | "HEAD") => self.handshake(&req.head),
+            (Route::Webhook(""), "GET" | "HEAD") => {
+                self.metrics.requests.inc("other");
+                self.handshake(&req.head)
+            }
             (Route::Webhook(""), _) => Response::method_not_allowed("GET, HEAD, POST"),
             (Route::Webhook(_), _) => Response::method_not_allowed("POST"),
-            (Route::Health, "GET" | "HEAD") => self.health().await,
+            (Route::Health, "GET" | "HEAD") => {
+                self.metrics.requests.inc("other");
+                self.health().await
+            }
             (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
             (Route::NotFound, _) => Response::error(404, "not found"),
         }
@@ -137,26 +179,62 @@ pub fn limits(config: &ServerConfig) -> Limits {
 }
 
 /// Serves the public listener with `limits` until `shutdown`, then drains open connections.
+/// Alongside: the Redis watch (health, backlog cap) and retention.
 pub async fn run(
     listener: TcpListener,
     config: &ServerConfig,
     store: Arc<Store>,
     limits: Limits,
+    metrics: Arc<ServerMetrics>,
     shutdown: Shutdown,
 ) {
-    let handler = Arc::new(Ingest::new(config, store.clone()));
-    let probe = tokio::spawn(watch_redis(store, shutdown.clone()));
+    let full = Arc::new(AtomicBool::new(false));
+    let handler = Arc::new(Ingest::new(config, store.clone(), metrics, full.clone()));
+    let watch = tokio::spawn(watch_redis(
+        store.clone(),
+        config.max_stream_len,
+        full,
+        shutdown.clone(),
+    ));
+    let every = crate::retention::interval(config.retention);
+    let trim = tokio::spawn(crate::retention::run(
+        store,
+        config.retention,
+        every,
+        shutdown.clone(),
+    ));
     http::serve(listener, handler, limits, shutdown).await;
-    probe.abort();
+    watch.abort();
+    trim.abort();
 }
 
-/// Pings Redis every second so that losing and regaining it is logged (and the dead
-/// connection replaced) even while no webhook arrives.
-async fn watch_redis(store: Arc<Store>, mut shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// How often the stream length is sampled for the backlog cap (it doubles as the health
+/// probe). The stream can exceed the cap by what arrives in this time.
+const WATCH_EVERY: Duration = Duration::from_millis(500);
+
+/// Samples `XLEN` so that losing and regaining Redis is logged (and a dead connection
+/// replaced) even while no webhook arrives, and sets `full` while the stream holds
+/// `max_len` entries or more.
+async fn watch_redis(
+    store: Arc<Store>,
+    max_len: u64,
+    full: Arc<AtomicBool>,
+    mut shutdown: Shutdown,
+) {
+    let mut tick = tokio::time::interval(WATCH_EVERY);
     loop {
         tokio::select! {
-            _ = tick.tick() => { let _ = store.ping().await; }
+            _ = tick.tick() => {
+                let Ok(len) = store.len(store.stream()).await else { continue };
+                let now_full = len >= max_len;
+                if full.swap(now_full, Ordering::Relaxed) != now_full {
+                    if now_full {
+                        log::warn!("backlog cap reached ({len} >= RELAY_MAX_STREAM_LEN {max_len}): new webhooks get 503 until the client catches up");
+                    } else {
+                        log::info!("backlog below the cap again ({len} < {max_len}): accepting webhooks");
+                    }
+                }
+            }
             _ = shutdown.wait() => return,
         }
     }

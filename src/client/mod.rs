@@ -19,7 +19,8 @@ use tokio::task::JoinSet;
 use crate::backoff::Rng;
 use crate::config::ClientConfig;
 use crate::http::client::Client;
-use crate::outcome::Attempt;
+use crate::metrics::ClientMetrics;
+use crate::outcome::{Attempt, Verdict, classify};
 use crate::shutdown::Shutdown;
 use crate::stream::{Reader, Record, Store, StoreError};
 use feed::{Feed, Incoming};
@@ -35,6 +36,7 @@ const DRAIN: Duration = Duration::from_secs(8);
 pub async fn run(
     config: ClientConfig,
     store: Arc<Store>,
+    metrics: Arc<ClientMetrics>,
     mut shutdown: Shutdown,
 ) -> Result<(), StoreError> {
     ensure_group(&store, &config.group, &mut shutdown).await?;
@@ -57,7 +59,7 @@ pub async fn run(
         out: tx,
     };
     let feed_task = tokio::spawn(feed.run(shutdown.clone()));
-    let mut dispatcher = Dispatcher::new(&config, store);
+    let mut dispatcher = Dispatcher::new(&config, store, metrics);
     dispatcher.run(rx, shutdown).await;
     feed_task.abort();
     Ok(())
@@ -92,6 +94,16 @@ async fn ensure_group(
     }
 }
 
+/// A finished attempt.
+struct Done {
+    id: String,
+    attempt: Attempt,
+    /// How long the attempt took.
+    took: Duration,
+    /// The record's `received_at` (ms), for the end-to-end time.
+    received_at: u64,
+}
+
 /// Ids acknowledged together, and how the write went.
 type AckBatch = (Vec<String>, Result<(), StoreError>);
 
@@ -105,7 +117,10 @@ struct Dispatcher {
     dlq: String,
     /// Acks and dead letters whose write failed: retried at housekeeping.
     unwritten: Vec<Effect>,
-    tasks: JoinSet<(String, Attempt)>,
+    tasks: JoinSet<Done>,
+    /// Which webhook each delivery task carries, to recover from a task that panicked.
+    task_ids: HashMap<tokio::task::Id, String>,
+    metrics: Arc<ClientMetrics>,
     /// Delivered ids waiting for their acknowledgement to be written.
     ack_queue: Vec<String>,
     /// Acknowledgement batches in flight: the dispatcher never waits a Redis round trip per
@@ -115,7 +130,7 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    fn new(config: &ClientConfig, store: Arc<Store>) -> Self {
+    fn new(config: &ClientConfig, store: Arc<Store>, metrics: Arc<ClientMetrics>) -> Self {
         let policy = Policy {
             concurrency: config.concurrency,
             max_attempts: config.max_attempts,
@@ -137,6 +152,8 @@ impl Dispatcher {
             dlq: config.common.dlq_stream.clone(),
             unwritten: Vec::new(),
             tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            metrics,
             ack_queue: Vec::new(),
             acks: JoinSet::new(),
             next_housekeeping: Instant::now() + HOUSEKEEPING_EVERY,
@@ -153,7 +170,7 @@ impl Dispatcher {
                 .map_or(self.next_housekeeping, |w| w.min(self.next_housekeeping));
             tokio::select! {
                 _ = shutdown.wait() => break,
-                Some(done) = self.tasks.join_next() => self.on_done(done).await,
+                Some(done) = self.tasks.join_next_with_id() => self.on_done(done).await,
                 Some(acked) = self.acks.join_next() => self.on_acked(acked),
                 Some(batch) = rx.recv() => self.take(batch).await,
                 _ = tokio::time::sleep_until(wake.into()) => self.housekeeping().await,
@@ -168,14 +185,25 @@ impl Dispatcher {
         while let Some(Start { id, attempt, .. }) = self.jobs.next(Instant::now()) {
             let entry = self.jobs.entry(&id).expect("started jobs are held").clone();
             let client = self.client.clone();
-            self.tasks.spawn(async move {
-                let result = match entry.fields.as_deref().map(Record::from_fields) {
-                    Some(Ok(record)) => deliver::deliver(&client, &entry, &record, attempt).await,
+            let webhook = id.clone();
+            let handle = self.tasks.spawn(async move {
+                let started = Instant::now();
+                let (result, received_at) = match entry.fields.as_deref().map(Record::from_fields) {
+                    Some(Ok(record)) => {
+                        let result = deliver::deliver(&client, &entry, &record, attempt).await;
+                        (result, record.received_at)
+                    }
                     // Checked on intake; kept total so a bug costs one attempt, not a panic.
-                    _ => Attempt::Failed("undecodable record".into()),
+                    _ => (Attempt::Failed("undecodable record".into()), 0),
                 };
-                (entry.id.clone(), result)
+                Done {
+                    id: entry.id.clone(),
+                    attempt: result,
+                    took: started.elapsed(),
+                    received_at,
+                }
             });
+            self.task_ids.insert(handle.id(), webhook);
         }
     }
 
@@ -221,22 +249,54 @@ impl Dispatcher {
         }
     }
 
-    async fn on_done(&mut self, done: Result<(String, Attempt), tokio::task::JoinError>) {
-        let (id, attempt) = match done {
-            Ok(r) => r,
+    async fn on_done(&mut self, done: Result<(tokio::task::Id, Done), tokio::task::JoinError>) {
+        let done = match done {
+            Ok((task, done)) => {
+                self.task_ids.remove(&task);
+                done
+            }
             Err(e) => {
-                // The task panicked: that attempt is lost, the webhook stays pending.
+                // The task panicked: that attempt is lost; the webhook stays pending in Redis
+                // and is picked up again by the next pending re-read.
                 log::error!("delivery task failed: {e}");
+                if let Some(id) = self.task_ids.remove(&e.id()) {
+                    self.jobs.abandon(&id);
+                    self.permits.remove(&id);
+                }
                 return;
             }
         };
+        let Done {
+            id,
+            attempt,
+            took,
+            received_at,
+        } = done;
         match &attempt {
-            Attempt::Status { status, .. } => log::debug!("delivery id={id} status={status}"),
+            Attempt::Status { status, .. } => {
+                log::debug!("delivery id={id} status={status} ms={}", took.as_millis())
+            }
             Attempt::Failed(e) => log::debug!("delivery id={id} failed: {e}"),
+        }
+        self.metrics.delivery.observe(took);
+        match classify(&attempt) {
+            Verdict::Delivered => {
+                self.metrics.deliveries.inc("delivered");
+                let e2e_ms = unix_ms().saturating_sub(received_at);
+                self.metrics
+                    .end_to_end
+                    .observe(Duration::from_millis(e2e_ms));
+            }
+            Verdict::Retry { .. } => self.metrics.deliveries.inc("retried"),
+            Verdict::Reject => {}
         }
         for effect in self.jobs.finish(&id, attempt, Instant::now(), unix_ms()) {
             self.write(effect).await;
         }
+        self.metrics.breaker_open.store(
+            self.jobs.breaker_open(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Carries out one effect; failed acks and dead letters are kept for a retry.
@@ -253,6 +313,7 @@ impl Dispatcher {
                     .await
                 {
                     Ok(dlq_id) => {
+                        self.metrics.deliveries.inc("dead_lettered");
                         log::warn!(
                             "dead-lettered {id} as {dlq_id} after {} attempts: {}",
                             info.attempts,
@@ -334,7 +395,7 @@ impl Dispatcher {
     async fn drain(&mut self) {
         let deadline = tokio::time::Instant::now() + DRAIN;
         while !self.tasks.is_empty() {
-            match tokio::time::timeout_at(deadline, self.tasks.join_next()).await {
+            match tokio::time::timeout_at(deadline, self.tasks.join_next_with_id()).await {
                 Ok(Some(done)) => self.on_done(done).await,
                 Ok(None) => break,
                 Err(_) => {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{CommonConfig, Lookup, parse_count, parse_duration, parsed, var};
+use super::{CommonConfig, Lookup, admin_listen, parse_count, parse_duration, parsed, var};
 use crate::backoff::Backoff;
 use crate::error::ConfigError;
 use crate::http::client::Target;
@@ -29,6 +29,8 @@ pub struct ClientConfig {
     pub breaker_threshold: u32,
     /// `RELAY_BREAKER_COOLDOWN`.
     pub breaker_cooldown: Duration,
+    /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
+    pub admin_listen: Option<std::net::SocketAddr>,
 }
 
 impl ClientConfig {
@@ -71,6 +73,7 @@ impl ClientConfig {
             backoff,
             breaker_threshold: small("RELAY_BREAKER_THRESHOLD", "5")?,
             breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
+            admin_listen: admin_listen(get, "127.0.0.1:9091")?,
         })
     }
 
@@ -78,9 +81,11 @@ impl ClientConfig {
     /// Redis URL, shown without credentials).
     pub fn summary(&self) -> String {
         format!(
-            "target=http://{}{} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            "target=http://{}{} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
             self.target.authority,
             self.target.path,
+            self.admin_listen
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             self.common.redis_display(),
             self.common.stream,
             self.common.dlq_stream,

@@ -44,6 +44,12 @@ pub struct ServerConfig {
     pub max_body: u64,
     /// `RELAY_MAX_CONNECTIONS`: public connections served at once.
     pub max_connections: usize,
+    /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
+    pub admin_listen: Option<SocketAddr>,
+    /// `RELAY_RETENTION`: how long delivered entries stay in the stream.
+    pub retention: std::time::Duration,
+    /// `RELAY_MAX_STREAM_LEN`: above it new webhooks get `503`.
+    pub max_stream_len: u64,
 }
 
 impl CommonConfig {
@@ -96,16 +102,23 @@ impl ServerConfig {
             max_body: parsed(get, "RELAY_MAX_BODY", "4MiB", parse_size)?,
             max_connections: usize::try_from(max_connections)
                 .map_err(|_| ConfigError::new("RELAY_MAX_CONNECTIONS", "too large"))?,
+            admin_listen: admin_listen(get, "127.0.0.1:9090")?,
+            retention: parsed(get, "RELAY_RETENTION", "24h", parse_duration)?,
+            max_stream_len: parsed(get, "RELAY_MAX_STREAM_LEN", "1000000", parse_count)?,
         })
     }
 
     /// The effective configuration for the start-up log line: no secret, only counts.
     pub fn summary(&self) -> String {
         format!(
-            "listen={} redis={} stream={} api_keys={} app_secrets={} verify_token={} max_body={} max_connections={} log={}",
+            "listen={} admin={} redis={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} max_connections={} log={}",
             self.listen,
+            self.admin_listen
+                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             self.common.redis_display(),
             self.common.stream,
+            self.retention,
+            self.max_stream_len,
             self.api_keys.len(),
             self.app_secrets.len(),
             if self.verify_token.is_some() {
@@ -118,6 +131,20 @@ impl ServerConfig {
             self.common.log_level,
         )
     }
+}
+
+/// `RELAY_ADMIN_LISTEN`: unset → `default`; set but empty → disabled.
+fn admin_listen(get: Lookup, default: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    let raw = get("RELAY_ADMIN_LISTEN").unwrap_or_else(|| default.to_owned());
+    if raw.trim().is_empty() {
+        return Ok(None);
+    }
+    raw.trim().parse().map(Some).map_err(|_| {
+        ConfigError::new(
+            "RELAY_ADMIN_LISTEN",
+            format!("{raw:?} is not an address like 127.0.0.1:9090 (empty disables)"),
+        )
+    })
 }
 
 /// A variable's value; set-but-blank counts as unset.

@@ -57,6 +57,7 @@ pub async fn serve_connection<H: Handler>(
             Err(Stop::Quiet(why)) => break why,
             Err(Stop::Answer(resp)) => {
                 log::debug!("refused remote={remote} status={}", resp.status);
+                handler.on_refused(resp.status);
                 let _ = conn.write(&resp, false).await;
                 break "refused";
             }

@@ -40,6 +40,9 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Answers a complete request.
     fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
+
+    /// Told about every request the HTTP layer refused itself (framing, limits, timeouts).
+    fn on_refused(&self, _status: u16) {}
 }
 
 /// Every limit and timeout of the HTTP layer.

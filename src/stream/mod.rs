@@ -11,10 +11,13 @@ use redis::{AsyncConnectionConfig, Client};
 
 use crate::config::Secret;
 
+mod dlq;
 mod group;
+mod info;
 mod reader;
 mod record;
 
+pub use dlq::valid_id;
 pub use group::{Claimed, GroupInfo};
 pub use reader::Reader;
 pub use record::{DeadLetter, Entry, Record, parse_entries};

@@ -14,6 +14,7 @@ fn spawn_client(redis: &Redis, stream: &str, target: &str) -> Child {
         .env("RELAY_STREAM", stream)
         .env("RELAY_TARGET_URL", target)
         .env("RELAY_CONSUMER", "proc-consumer")
+        .env("RELAY_ADMIN_LISTEN", "")
         .env("RELAY_BACKOFF_BASE", "20ms")
         .env("RELAY_BACKOFF_MAX", "100ms")
         .env("RELAY_FORWARD_TIMEOUT", "30s")

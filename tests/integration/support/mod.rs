@@ -262,8 +262,9 @@ impl Relay {
             Arc::new(Store::new(&config.common.redis_url, &config.common.stream).expect("store"));
         let (trigger, shutdown) = shutdown::channel();
         let stream = config.common.stream.clone();
+        let metrics = Arc::new(crm_relay::metrics::ServerMetrics::default());
         let task = tokio::spawn(async move {
-            crm_relay::server::run(listener, &config, store, limits, shutdown).await;
+            crm_relay::server::run(listener, &config, store, limits, metrics, shutdown).await;
         });
         Relay {
             addr,
@@ -487,6 +488,7 @@ pub fn client_config(
 pub struct RelayClient {
     trigger: Trigger,
     task: tokio::task::JoinHandle<()>,
+    pub metrics: Arc<crm_relay::metrics::ClientMetrics>,
 }
 
 impl RelayClient {
@@ -494,12 +496,18 @@ impl RelayClient {
         let store =
             Arc::new(Store::new(&config.common.redis_url, &config.common.stream).expect("store"));
         let (trigger, shutdown) = shutdown::channel();
+        let metrics = Arc::new(crm_relay::metrics::ClientMetrics::default());
+        let m = metrics.clone();
         let task = tokio::spawn(async move {
-            crm_relay::client::run(config, store, shutdown)
+            crm_relay::client::run(config, store, m, shutdown)
                 .await
                 .expect("client runs");
         });
-        RelayClient { trigger, task }
+        RelayClient {
+            trigger,
+            task,
+            metrics,
+        }
     }
 
     pub async fn stop(self) {

@@ -1,0 +1,202 @@
+//! The admin listener of both roles (loopback by default, never the public one): `/health`,
+//! `/metrics` in Prometheus text format, and the dead-letter API.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::dlq::{self, Selection};
+use crate::http::{self, Head, Request, Response};
+use crate::metrics::{ClientMetrics, ServerMetrics, gauge};
+use crate::stream::{Store, StoreError};
+
+/// Most dead letters one `GET /dlq` returns.
+const MAX_LIST: usize = 1000;
+
+/// Whose metrics the listener shows.
+pub enum Role {
+    Server(Arc<ServerMetrics>),
+    Client(Arc<ClientMetrics>),
+}
+
+/// The admin request handler.
+pub struct Admin {
+    pub role: Role,
+    pub store: Arc<Store>,
+    pub dlq: String,
+}
+
+impl http::Handler for Admin {
+    fn check_head(&self, _: &Head) -> Option<Response> {
+        None
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        let path = req.head.path().to_owned();
+        let method = req.head.method.as_str();
+        match (path.as_str(), method) {
+            ("/health", "GET" | "HEAD") => self.health().await,
+            ("/metrics", "GET" | "HEAD") => self.metrics().await,
+            ("/dlq", "GET" | "HEAD") => self.list(&req.head).await,
+            ("/dlq/replay", "POST") => self.replay(&req.body).await,
+            ("/dlq/replay", _) => Response::method_not_allowed("POST"),
+            ("/health" | "/metrics" | "/dlq", _) => Response::method_not_allowed("GET, HEAD"),
+            (p, m) => match p.strip_prefix("/dlq/") {
+                Some(id) if m == "GET" || m == "HEAD" => self.show(id).await,
+                Some(id) if m == "DELETE" => self.delete(id).await,
+                Some(_) => Response::method_not_allowed("GET, HEAD, DELETE"),
+                None => Response::error(404, "not found"),
+            },
+        }
+    }
+}
+
+impl Admin {
+    async fn health(&self) -> Response {
+        match self.store.ping().await {
+            Ok(()) => Response::json(200, r#"{"status":"ok","redis":"ok"}"#),
+            Err(_) => Response::json(503, r#"{"status":"degraded","redis":"down"}"#),
+        }
+    }
+
+    async fn metrics(&self) -> Response {
+        let mut out = String::new();
+        match &self.role {
+            Role::Server(m) => m.render(&mut out),
+            Role::Client(m) => m.render(&mut out),
+        }
+        let up = self.store.ping().await.is_ok();
+        gauge(
+            &mut out,
+            "relay_redis_up",
+            "1 while Redis answers.",
+            u64::from(up),
+        );
+        if up {
+            self.stream_gauges(&mut out).await;
+        }
+        let mut resp = Response::text(200, out);
+        resp.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".to_owned();
+        resp
+    }
+
+    /// Backlog, pending and DLQ length, read from Redis at scrape time.
+    async fn stream_gauges(&self, out: &mut String) {
+        if let Ok(groups) = self.store.groups().await {
+            let _ = writeln!(
+                out,
+                "# HELP relay_backlog Entries not yet delivered (unread plus pending), per group.\n# TYPE relay_backlog gauge"
+            );
+            for g in &groups {
+                let backlog = g.lag.unwrap_or(0) + g.pending;
+                let _ = writeln!(out, "relay_backlog{{group=\"{}\"}} {backlog}", g.name);
+            }
+            let _ = writeln!(
+                out,
+                "# HELP relay_pending Entries read but not yet acknowledged, per group.\n# TYPE relay_pending gauge"
+            );
+            for g in &groups {
+                let _ = writeln!(out, "relay_pending{{group=\"{}\"}} {}", g.name, g.pending);
+            }
+        }
+        if let Ok(n) = self.store.len(&self.dlq).await {
+            gauge(
+                out,
+                "relay_dlq_length",
+                "Entries in the dead-letter stream.",
+                n,
+            );
+        }
+        if let Ok(n) = self.store.len(self.store.stream()).await {
+            gauge(out, "relay_stream_length", "Entries in the main stream.", n);
+        }
+    }
+
+    async fn list(&self, head: &Head) -> Response {
+        let limit = head
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("limit="))
+            .map(|v| v.parse::<usize>());
+        let limit = match limit {
+            None => 50,
+            Some(Ok(n)) if (1..=MAX_LIST).contains(&n) => n,
+            Some(_) => return Response::error(400, "limit must be 1..1000"),
+        };
+        match self.store.dlq_list(&self.dlq, limit).await {
+            Ok(entries) => {
+                let list: Vec<Value> = entries.iter().map(dlq::summary_json).collect();
+                Response::json(200, json!({ "entries": list }).to_string())
+            }
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    async fn show(&self, id: &str) -> Response {
+        match self.store.dlq_get(&self.dlq, id).await {
+            Ok(Some(entry)) => Response::json(200, dlq::detail_json(&entry).to_string()),
+            Ok(None) => Response::error(404, "no such dead letter"),
+            Err(StoreError::Refused(_)) => Response::error(404, "no such dead letter"),
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    async fn replay(&self, body: &[u8]) -> Response {
+        let sel = match selection(body) {
+            Ok(s) => s,
+            Err(why) => return Response::error(400, why),
+        };
+        match dlq::replay(&self.store, &self.dlq, &sel).await {
+            Ok(out) => {
+                for (id, new_id) in &out.done {
+                    log::info!("replayed dead letter {id} as {new_id}");
+                }
+                let replayed: Vec<Value> = out
+                    .done
+                    .iter()
+                    .map(|(id, n)| json!({"id": id, "new_id": n}))
+                    .collect();
+                let status = if out.unknown.is_empty() { 200 } else { 404 };
+                Response::json(
+                    status,
+                    json!({ "replayed": replayed, "unknown": out.unknown }).to_string(),
+                )
+            }
+            Err(e) => unavailable(&e),
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Response {
+        match dlq::purge(&self.store, &self.dlq, &Selection::Ids(vec![id.to_owned()])).await {
+            Ok(out) if out.unknown.is_empty() => {
+                log::info!("purged dead letter {id}");
+                Response::json(200, json!({ "deleted": id }).to_string())
+            }
+            Ok(_) => Response::error(404, "no such dead letter"),
+            Err(e) => unavailable(&e),
+        }
+    }
+}
+
+/// `{"ids":[…]}` or `{"all":true}`.
+fn selection(body: &[u8]) -> Result<Selection, &'static str> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| "body must be JSON")?;
+    if v["all"] == json!(true) {
+        return Ok(Selection::All);
+    }
+    let ids = v["ids"]
+        .as_array()
+        .ok_or(r#"expected {"ids":[...]} or {"all":true}"#)?;
+    let ids: Option<Vec<String>> = ids.iter().map(|i| i.as_str().map(str::to_owned)).collect();
+    match ids {
+        Some(ids) if !ids.is_empty() => Ok(Selection::Ids(ids)),
+        _ => Err("ids must be a non-empty list of strings"),
+    }
+}
+
+fn unavailable(e: &StoreError) -> Response {
+    log::warn!("admin request failed: {e}");
+    Response::error(503, "redis unavailable").with_header("Retry-After", "5")
+}

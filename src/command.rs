@@ -1,0 +1,310 @@
+//! Carrying out a parsed command: configuration, logger, runtime, listeners, exit code.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::net::TcpListener;
+
+use crate::admin::{Admin, Role};
+use crate::cli::DlqCommand;
+use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig};
+use crate::dlq::{self, Outcome};
+use crate::durability::{self, Level};
+use crate::error::{ConfigError, Report};
+use crate::http::{self, Limits};
+use crate::metrics::{ClientMetrics, ServerMetrics};
+use crate::shutdown::{self, Shutdown};
+use crate::stream::Store;
+use crate::{client, server};
+
+/// Exit code 2: usage or configuration error.
+pub fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("crm-relay: {msg}\nTry 'crm-relay --help'.");
+    ExitCode::from(2)
+}
+
+fn config_error(e: &ConfigError) -> ExitCode {
+    usage_error(&format!("configuration error: {e}"))
+}
+
+/// Exit code 1, logged: a runtime failure.
+fn fatal(what: &str, e: &dyn std::error::Error) -> ExitCode {
+    log::error!("{what}: {}", Report(e));
+    ExitCode::from(1)
+}
+
+fn init_logger(level: log::LevelFilter) {
+    // Our lines at the configured level; dependencies never below warn, so that nothing
+    // they trace (a Redis AUTH command, say) can reach the log.
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Warn.min(level))
+        .with_module_level("crm_relay", level)
+        .with_utc_timestamps()
+        .init();
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// Binds the admin listener, if configured; `Err` is fatal (the address is taken).
+async fn bind_admin(addr: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+    match addr {
+        Some(a) => TcpListener::bind(a).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+fn spawn_admin(listener: Option<TcpListener>, admin: Admin, shutdown: Shutdown) {
+    if let Some(l) = listener {
+        let limits = Limits::new(64 * 1024, 64);
+        tokio::spawn(http::serve(l, Arc::new(admin), limits, shutdown));
+    }
+}
+
+pub fn server(get: Lookup) -> ExitCode {
+    let config = match ServerConfig::load(get) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    init_logger(config.common.log_level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fatal("starting the runtime", &e),
+    };
+    rt.block_on(async {
+        let store = match Store::new(&config.common.redis_url, &config.common.stream) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return fatal("opening the redis client", &e),
+        };
+        let listener = match TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => return fatal(&format!("binding {}", config.listen), &e),
+        };
+        let admin = match bind_admin(config.admin_listen).await {
+            Ok(a) => a,
+            Err(e) => return fatal("binding RELAY_ADMIN_LISTEN", &e),
+        };
+        let shutdown = match shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => return fatal("installing signal handlers", &e),
+        };
+        log::info!(
+            "crm-relay {} server starting: {}",
+            env!("CARGO_PKG_VERSION"),
+            config.summary()
+        );
+        log_durability(&store).await;
+        let metrics = Arc::new(ServerMetrics::default());
+        let role = Role::Server(metrics.clone());
+        let dlq = config.common.dlq_stream.clone();
+        spawn_admin(
+            admin,
+            Admin {
+                role,
+                store: store.clone(),
+                dlq,
+            },
+            shutdown.clone(),
+        );
+        let limits = server::limits(&config);
+        server::run(listener, &config, store, limits, metrics, shutdown).await;
+        log::info!("server stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// The server logs what `check` reports, so a risky Redis is visible in its own log.
+async fn log_durability(store: &Store) {
+    for f in durability::inspect(store).await {
+        match f.level {
+            Level::Ok => log::info!("redis: {}", f.text),
+            Level::Warn | Level::Fail => log::warn!("redis: {}", f.text),
+        }
+    }
+}
+
+pub fn client(get: Lookup) -> ExitCode {
+    let config = match ClientConfig::load(get) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    init_logger(config.common.log_level);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fatal("starting the runtime", &e),
+    };
+    rt.block_on(async {
+        let store = match Store::new(&config.common.redis_url, &config.common.stream) {
+            Ok(s) => Arc::new(s),
+            Err(e) => return fatal("opening the redis client", &e),
+        };
+        let admin = match bind_admin(config.admin_listen).await {
+            Ok(a) => a,
+            Err(e) => return fatal("binding RELAY_ADMIN_LISTEN", &e),
+        };
+        let shutdown = match shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => return fatal("installing signal handlers", &e),
+        };
+        log::info!(
+            "crm-relay {} client starting: {}",
+            env!("CARGO_PKG_VERSION"),
+            config.summary()
+        );
+        let metrics = Arc::new(ClientMetrics::default());
+        let role = Role::Client(metrics.clone());
+        let dlq = config.common.dlq_stream.clone();
+        spawn_admin(
+            admin,
+            Admin {
+                role,
+                store: store.clone(),
+                dlq,
+            },
+            shutdown.clone(),
+        );
+        match client::run(config, store, metrics, shutdown).await {
+            Ok(()) => {
+                log::info!("client stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fatal("setting up the consumer group", &e),
+        }
+    })
+}
+
+/// `crm-relay check`: configuration of every role it can see, then Redis.
+pub fn check(get: Lookup) -> ExitCode {
+    let common = match CommonConfig::load(get) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    init_logger(log::LevelFilter::Error);
+    let has = |name: &str| get(name).is_some_and(|v| !v.trim().is_empty());
+    if has("RELAY_API_KEYS") || has("RELAY_META_APP_SECRET") {
+        match ServerConfig::load(get) {
+            Ok(c) => println!("ok: server configuration: {}", c.summary()),
+            Err(e) => return config_error(&e),
+        }
+    }
+    if has("RELAY_TARGET_URL") {
+        match ClientConfig::load(get) {
+            Ok(c) => println!("ok: client configuration: {}", c.summary()),
+            Err(e) => return config_error(&e),
+        }
+    }
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fatal("starting the runtime", &e),
+    };
+    let findings = rt.block_on(async {
+        match Store::new(&common.redis_url, &common.stream) {
+            Ok(store) => durability::inspect(&store).await,
+            Err(e) => vec![durability::Finding {
+                level: Level::Fail,
+                text: format!("cannot use redis: {e}"),
+            }],
+        }
+    });
+    println!("redis: {}", common.redis_display());
+    let mut usable = true;
+    for f in &findings {
+        let tag = match f.level {
+            Level::Ok => "ok",
+            Level::Warn => "warning",
+            Level::Fail => {
+                usable = false;
+                "error"
+            }
+        };
+        println!("{tag}: {}", f.text);
+    }
+    println!("{}", if usable { "usable" } else { "NOT usable" });
+    if usable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// `crm-relay dlq …`.
+pub fn dlq(get: Lookup, cmd: &DlqCommand) -> ExitCode {
+    let common = match CommonConfig::load(get) {
+        Ok(c) => c,
+        Err(e) => return config_error(&e),
+    };
+    init_logger(log::LevelFilter::Error);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fatal("starting the runtime", &e),
+    };
+    rt.block_on(async {
+        let store = match Store::new(&common.redis_url, &common.stream) {
+            Ok(s) => s,
+            Err(e) => return failed(&e),
+        };
+        let key = common.dlq_stream.as_str();
+        match cmd {
+            DlqCommand::List { limit } => match store.dlq_list(key, *limit).await {
+                Ok(entries) => {
+                    print!("{}", dlq::table(&entries, unix_ms()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => failed(&e),
+            },
+            DlqCommand::Show(id) => match store.dlq_get(key, id).await {
+                Ok(Some(entry)) => {
+                    print!("{}", dlq::show(&entry));
+                    ExitCode::SUCCESS
+                }
+                Ok(None) | Err(crate::stream::StoreError::Refused(_)) => {
+                    eprintln!("crm-relay: no dead letter {id} in {key}");
+                    ExitCode::from(1)
+                }
+                Err(e) => failed(&e),
+            },
+            DlqCommand::Replay(sel) => report(dlq::replay(&store, key, sel).await, "replayed"),
+            DlqCommand::Purge(sel) => report(dlq::purge(&store, key, sel).await, "purged"),
+        }
+    })
+}
+
+/// Prints what a replay or purge did; unknown ids make the exit code 1.
+fn report(result: Result<Outcome, crate::stream::StoreError>, verb: &str) -> ExitCode {
+    let out = match result {
+        Ok(o) => o,
+        Err(e) => return failed(&e),
+    };
+    for (id, new_id) in &out.done {
+        if new_id.is_empty() {
+            println!("{verb} {id}");
+        } else {
+            println!("{verb} {id} as {new_id}");
+        }
+    }
+    for id in &out.unknown {
+        eprintln!("crm-relay: unknown dead letter {id}");
+    }
+    println!("{} {verb}, {} unknown", out.done.len(), out.unknown.len());
+    if out.unknown.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn failed(e: &dyn std::error::Error) -> ExitCode {
+    eprintln!("crm-relay: {}", Report(e));
+    ExitCode::from(1)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,171 @@
+//! What the Redis settings mean for "a 200 is never lost": checked by `crm-relay check` and
+//! logged by the server at start, each finding with the exact lines that fix it.
+
+use crate::stream::{Store, StoreError};
+
+/// How serious a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    /// Usable, but webhooks can be lost in some failure.
+    Warn,
+    /// Not usable as configured.
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub level: Level,
+    pub text: String,
+}
+
+fn f(level: Level, text: impl Into<String>) -> Finding {
+    Finding {
+        level,
+        text: text.into(),
+    }
+}
+
+/// Oldest Redis with everything the relay uses (`XAUTOCLAIM`, `XADD … MINID`).
+const MIN_VERSION: (u32, u32) = (6, 2);
+
+/// Connects and inspects version and persistence settings.
+pub async fn inspect(store: &Store) -> Vec<Finding> {
+    let version = match store.redis_version().await {
+        Ok(v) => v,
+        Err(e) => return vec![f(Level::Fail, format!("cannot use redis: {e}"))],
+    };
+    let mut out = vec![version_finding(&version)];
+    match settings(store).await {
+        Ok(s) => out.extend(judge(&s)),
+        Err(_) => out.push(f(
+            Level::Warn,
+            "CONFIG GET is not allowed (managed Redis?): make sure persistence is AOF with appendfsync everysec or always, and maxmemory-policy is noeviction, in your provider's settings",
+        )),
+    }
+    out
+}
+
+/// The settings that matter, as Redis reports them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub appendonly: String,
+    pub appendfsync: String,
+    pub maxmemory_policy: String,
+    pub no_appendfsync_on_rewrite: String,
+}
+
+async fn settings(store: &Store) -> Result<Settings, StoreError> {
+    let get = |name: &'static str| async move {
+        store.config_get(name).await.map(Option::unwrap_or_default)
+    };
+    Ok(Settings {
+        appendonly: get("appendonly").await?,
+        appendfsync: get("appendfsync").await?,
+        maxmemory_policy: get("maxmemory-policy").await?,
+        no_appendfsync_on_rewrite: get("no-appendfsync-on-rewrite").await?,
+    })
+}
+
+fn version_finding(version: &str) -> Finding {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let v = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if v < MIN_VERSION {
+        f(
+            Level::Fail,
+            format!(
+                "redis {version} is older than 6.2: XAUTOCLAIM and XADD MINID are missing; upgrade Redis"
+            ),
+        )
+    } else {
+        f(Level::Ok, format!("redis {version}"))
+    }
+}
+
+/// Pure: the findings for a set of settings.
+pub fn judge(s: &Settings) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if s.appendonly != "yes" {
+        out.push(f(
+            Level::Warn,
+            "appendonly is no: a Redis restart or crash loses accepted webhooks (RDB snapshots keep minutes at best). Fix: redis-cli CONFIG SET appendonly yes && redis-cli CONFIG REWRITE (or 'appendonly yes' in redis.conf)",
+        ));
+    }
+    match s.appendfsync.as_str() {
+        "always" => out.push(f(Level::Ok, "appendfsync always: every 200 is on disk")),
+        "everysec" => out.push(f(
+            Level::Ok,
+            "appendfsync everysec: a power failure can lose about the last second of accepted webhooks (use 'always' to lose none)",
+        )),
+        other => out.push(f(
+            Level::Warn,
+            format!("appendfsync is {other}: the OS decides when accepted webhooks reach the disk. Fix: redis-cli CONFIG SET appendfsync everysec (or always) && redis-cli CONFIG REWRITE"),
+        )),
+    }
+    if s.no_appendfsync_on_rewrite == "yes" {
+        out.push(f(
+            Level::Warn,
+            "no-appendfsync-on-rewrite is yes: writes during an AOF rewrite are not fsynced. Fix: redis-cli CONFIG SET no-appendfsync-on-rewrite no && redis-cli CONFIG REWRITE",
+        ));
+    }
+    if s.maxmemory_policy != "noeviction" {
+        out.push(f(
+            Level::Fail,
+            format!("maxmemory-policy is {}: eviction can silently delete the whole stream. Fix: redis-cli CONFIG SET maxmemory-policy noeviction && redis-cli CONFIG REWRITE", s.maxmemory_policy),
+        ));
+    } else {
+        out.push(f(
+            Level::Ok,
+            "maxmemory-policy noeviction: a full Redis refuses writes (the server answers 503)",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(aof: &str, fsync: &str, policy: &str) -> Settings {
+        Settings {
+            appendonly: aof.into(),
+            appendfsync: fsync.into(),
+            maxmemory_policy: policy.into(),
+            no_appendfsync_on_rewrite: "no".into(),
+        }
+    }
+
+    #[test]
+    fn good_settings_have_no_warnings() {
+        assert!(
+            judge(&s("yes", "everysec", "noeviction"))
+                .iter()
+                .all(|x| x.level == Level::Ok)
+        );
+    }
+
+    #[test]
+    fn each_risk_is_named_with_its_fix() {
+        let out = judge(&s("no", "no", "allkeys-lru"));
+        let texts: Vec<&str> = out.iter().map(|x| x.text.as_str()).collect();
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.starts_with("appendonly is no")
+                    && t.contains("CONFIG SET appendonly yes"))
+        );
+        assert!(texts.iter().any(|t| t.starts_with("appendfsync is no")));
+        assert!(
+            out.iter()
+                .any(|x| x.level == Level::Fail && x.text.contains("allkeys-lru"))
+        );
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(version_finding("7.0.15").level, Level::Ok);
+        assert_eq!(version_finding("6.2.0").level, Level::Ok);
+        assert_eq!(version_finding("6.0.9").level, Level::Fail);
+        assert_eq!(version_finding("5.0.7").level, Level::Fail);
+    }
+}

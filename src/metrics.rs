@@ -1,0 +1,230 @@
+//! Counters and histograms, and their Prometheus text exposition. Lock-free to update; the
+//! gauges that need Redis are read at scrape time by the admin listener.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Bucket bounds in seconds for request and delivery times: sub-millisecond to a minute.
+const TIME_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+/// End-to-end times include retries and outages: up to a day.
+const E2E_BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0, 120.0, 600.0, 3600.0,
+    21_600.0, 86_400.0,
+];
+
+/// A cumulative histogram.
+pub struct Histogram {
+    bounds: &'static [f64],
+    /// Per-bucket (non-cumulative) counts; the last slot is `+Inf`.
+    counts: Vec<AtomicU64>,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {cumulative}");
+    }
+}
+
+/// A counter with one label value per variant.
+pub struct Counters<const N: usize> {
+    labels: [&'static str; N],
+    values: [AtomicU64; N],
+}
+
+impl<const N: usize> Counters<N> {
+    fn new(labels: [&'static str; N]) -> Self {
+        Counters {
+            labels,
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Adds one to the counter labelled `label` (unknown labels are a bug: ignored).
+    pub fn inc(&self, label: &str) {
+        if let Some(i) = self.labels.iter().position(|l| *l == label) {
+            self.values[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn get(&self, label: &str) -> u64 {
+        self.labels
+            .iter()
+            .position(|l| *l == label)
+            .map_or(0, |i| self.values[i].load(Ordering::Relaxed))
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (label, v) in self.labels.iter().zip(&self.values) {
+            let _ = writeln!(
+                out,
+                "{name}{{outcome=\"{label}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+    }
+}
+
+/// The server's metrics.
+pub struct ServerMetrics {
+    /// `relay_requests_total{outcome}`.
+    pub requests: Counters<6>,
+    /// `relay_ingest_seconds`: from a complete request to the answer of a webhook POST.
+    pub ingest: Histogram,
+}
+
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        ServerMetrics {
+            requests: Counters::new([
+                "stored",
+                "unauthenticated",
+                "invalid",
+                "unavailable",
+                "backlog_full",
+                "other",
+            ]),
+            ingest: Histogram::new(&TIME_BUCKETS),
+        }
+    }
+}
+
+impl ServerMetrics {
+    pub fn render(&self, out: &mut String) {
+        self.requests.render(
+            "relay_requests_total",
+            "Requests on the public listener by outcome.",
+            out,
+        );
+        self.ingest.render(
+            "relay_ingest_seconds",
+            "Time from a complete webhook request to its answer.",
+            out,
+        );
+    }
+}
+
+/// The client's metrics.
+pub struct ClientMetrics {
+    /// `relay_deliveries_total{outcome="delivered|retried|dead_lettered"}`.
+    pub deliveries: Counters<3>,
+    /// `relay_delivery_seconds`: one attempt, request to response.
+    pub delivery: Histogram,
+    /// `relay_end_to_end_seconds`: from `received_at` to the target's 2xx.
+    pub end_to_end: Histogram,
+    /// `relay_breaker_open`.
+    pub breaker_open: AtomicBool,
+}
+
+impl Default for ClientMetrics {
+    fn default() -> Self {
+        ClientMetrics {
+            deliveries: Counters::new(["delivered", "retried", "dead_lettered"]),
+            delivery: Histogram::new(&TIME_BUCKETS),
+            end_to_end: Histogram::new(&E2E_BUCKETS),
+            breaker_open: AtomicBool::new(false),
+        }
+    }
+}
+
+impl ClientMetrics {
+    pub fn render(&self, out: &mut String) {
+        self.deliveries.render(
+            "relay_deliveries_total",
+            "Delivery attempts by outcome.",
+            out,
+        );
+        self.delivery.render(
+            "relay_delivery_seconds",
+            "Duration of one delivery attempt.",
+            out,
+        );
+        self.end_to_end.render(
+            "relay_end_to_end_seconds",
+            "Time from the server receiving a webhook to its delivery.",
+            out,
+        );
+        gauge(
+            out,
+            "relay_breaker_open",
+            "1 while the circuit breaker is open.",
+            u64::from(self.breaker_open.load(Ordering::Relaxed)),
+        );
+    }
+}
+
+/// Appends one gauge with its HELP and TYPE lines.
+pub fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative_with_inf_sum_and_count() {
+        let h = Histogram::new(&TIME_BUCKETS);
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(100));
+        let mut out = String::new();
+        h.render("x_seconds", "help", &mut out);
+        assert!(out.contains("# TYPE x_seconds histogram"));
+        assert!(out.contains("x_seconds_bucket{le=\"0.0005\"} 1\n"));
+        assert!(out.contains("x_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(out.contains("x_seconds_bucket{le=\"60\"} 2\n"));
+        assert!(out.contains("x_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(out.contains("x_seconds_count 3\n"));
+        assert!(out.contains("x_seconds_sum 100.0033"));
+    }
+
+    #[test]
+    fn counters_render_every_label() {
+        let m = ServerMetrics::default();
+        m.requests.inc("stored");
+        m.requests.inc("stored");
+        m.requests.inc("nonsense");
+        let mut out = String::new();
+        m.render(&mut out);
+        assert!(out.contains("relay_requests_total{outcome=\"stored\"} 2\n"));
+        assert!(out.contains("relay_requests_total{outcome=\"other\"} 0\n"));
+        assert_eq!(m.requests.get("stored"), 2);
+    }
+}

@@ -1,0 +1,123 @@
+//! Retention that cannot lose data: the server trims delivered entries older than
+//! `RELAY_RETENTION`, but never one a consumer group still needs (pending, or not yet read).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::shutdown::Shutdown;
+use crate::stream::{Store, StoreError};
+
+/// A stream id as numbers, for comparison.
+fn parse_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
+/// What one group still needs: its last-delivered id and the oldest id it has pending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupNeeds {
+    pub last_delivered: String,
+    pub oldest_pending: Option<String>,
+}
+
+/// The id below which entries may be deleted: older than `cutoff_ms`, and below every
+/// group's oldest pending entry and last-delivered id. `None` (trim nothing) without groups
+/// or when an id cannot be read.
+pub fn safe_min_id(groups: &[GroupNeeds], cutoff_ms: u64) -> Option<String> {
+    if groups.is_empty() {
+        return None;
+    }
+    let mut min = (cutoff_ms, 0);
+    for g in groups {
+        min = min.min(parse_id(&g.last_delivered)?);
+        if let Some(p) = &g.oldest_pending {
+            min = min.min(parse_id(p)?);
+        }
+    }
+    (min > (0, 0)).then(|| format!("{}-{}", min.0, min.1))
+}
+
+/// Trims once: computes the safe bound from Redis and applies it.
+pub async fn trim_once(store: &Store, retention: Duration) -> Result<u64, StoreError> {
+    let groups = store.groups().await?;
+    let mut needs = Vec::with_capacity(groups.len());
+    for g in &groups {
+        needs.push(GroupNeeds {
+            last_delivered: g.last_delivered.clone(),
+            oldest_pending: store.oldest_pending(&g.name).await?,
+        });
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let cutoff = now.saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
+    match safe_min_id(&needs, cutoff) {
+        Some(min_id) => store.trim_below(&min_id).await,
+        None => Ok(0),
+    }
+}
+
+/// Trims every `every` until shutdown.
+pub async fn run(store: Arc<Store>, retention: Duration, every: Duration, mut shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match trim_once(&store, retention).await {
+                Ok(0) => {}
+                Ok(n) => log::info!("retention: trimmed {n} delivered entries older than {retention:?}"),
+                Err(e) => log::debug!("retention pass skipped: {e}"),
+            },
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// How often to trim: a tenth of the retention, between 1 s and 1 min.
+pub fn interval(retention: Duration) -> Duration {
+    (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(last: &str, pending: Option<&str>) -> GroupNeeds {
+        GroupNeeds {
+            last_delivered: last.into(),
+            oldest_pending: pending.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn no_group_trims_nothing() {
+        assert_eq!(safe_min_id(&[], 1_000), None);
+    }
+
+    #[test]
+    fn bound_is_the_minimum_of_cutoff_pending_and_last_delivered() {
+        assert_eq!(
+            safe_min_id(&[g("500-3", None)], 1_000).as_deref(),
+            Some("500-3")
+        );
+        assert_eq!(
+            safe_min_id(&[g("5000-0", None)], 1_000).as_deref(),
+            Some("1000-0")
+        );
+        assert_eq!(
+            safe_min_id(&[g("5000-0", Some("700-1"))], 1_000).as_deref(),
+            Some("700-1")
+        );
+        assert_eq!(
+            safe_min_id(&[g("5000-0", None), g("300-0", None)], 1_000).as_deref(),
+            Some("300-0"),
+            "the slowest group decides"
+        );
+        assert_eq!(
+            safe_min_id(&[g("0-0", None)], 1_000),
+            None,
+            "nothing read yet"
+        );
+        assert_eq!(safe_min_id(&[g("garbage", None)], 1_000), None);
+    }
+}

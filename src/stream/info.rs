@@ -1,0 +1,51 @@
+//! Server introspection for `check`: version and configuration.
+
+use super::{Store, StoreError};
+
+impl Store {
+    /// `redis_version` from `INFO server`.
+    pub async fn redis_version(&self) -> Result<String, StoreError> {
+        let info: String = self.run(redis::cmd("INFO").arg("server")).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map(|v| v.trim().to_owned())
+            .ok_or_else(|| StoreError::Protocol("INFO without redis_version".into()))
+    }
+
+    /// `CONFIG GET name`: `Ok(None)` if the parameter is unknown; `Err(Refused)` where
+    /// `CONFIG` is disabled (managed Redis).
+    pub async fn config_get(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let pairs: Vec<String> = self.run(redis::cmd("CONFIG").arg("GET").arg(name)).await?;
+        Ok(pairs.get(1).cloned())
+    }
+}
+
+impl Store {
+    /// The smallest id in `group`'s pending list, if any (`XPENDING` summary form).
+    pub async fn oldest_pending(&self, group: &str) -> Result<Option<String>, StoreError> {
+        let reply: redis::Value = self
+            .run(redis::cmd("XPENDING").arg(&self.stream).arg(group))
+            .await?;
+        let redis::Value::Array(parts) = reply else {
+            return Err(StoreError::Protocol(
+                "XPENDING reply is not an array".into(),
+            ));
+        };
+        Ok(parts
+            .get(1)
+            .and_then(super::record::bytes)
+            .map(|b| String::from_utf8_lossy(b).into_owned()))
+    }
+
+    /// Deletes the entries with ids below `min_id` (exact `XTRIM … MINID`); returns how many.
+    pub async fn trim_below(&self, min_id: &str) -> Result<u64, StoreError> {
+        self.run(
+            redis::cmd("XTRIM")
+                .arg(&self.stream)
+                .arg("MINID")
+                .arg("=")
+                .arg(min_id),
+        )
+        .await
+    }
+}
