@@ -88,8 +88,10 @@ impl Admin {
                 out,
                 "# HELP relay_backlog Entries not yet delivered (unread plus pending), per group.\n# TYPE relay_backlog gauge"
             );
+            let len = self.store.len(self.store.stream()).await.unwrap_or(0);
             for g in &groups {
-                let backlog = g.lag.unwrap_or(0) + g.pending;
+                // Unknown lag (after deletions, or Redis 6.2): the stream length, an upper bound.
+                let backlog = g.lag.unwrap_or(len) + g.pending;
                 let _ = writeln!(out, "relay_backlog{{group=\"{}\"}} {backlog}", g.name);
             }
             let _ = writeln!(

@@ -82,6 +82,23 @@ impl Authenticator {
         }
     }
 
+    /// Removes the relay's own credentials from headers about to be stored: every
+    /// `X-API-Key`, and an `Authorization: Bearer` carrying one of our keys. They are meant for
+    /// the relay, and must not travel on to Redis, the DLQ and the local app. Other
+    /// `Authorization` values (the sender's, for the app) stay.
+    pub fn strip_credentials(&self, headers: &mut Vec<(String, String)>) {
+        headers.retain(|(name, value)| {
+            if name.eq_ignore_ascii_case("x-api-key") {
+                return false;
+            }
+            if !name.eq_ignore_ascii_case("authorization") {
+                return true;
+            }
+            let one = [(name.clone(), value.clone())];
+            self.api_key(&one).is_err()
+        });
+    }
+
     fn signature(&self, header: &str, body: &[u8]) -> Result<(), AuthError> {
         let expected = header
             .trim()

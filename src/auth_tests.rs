@@ -150,3 +150,25 @@ fn api_keys_in_either_header() {
         );
     }
 }
+
+#[test]
+fn our_credentials_are_stripped_others_kept() {
+    let auth = Authenticator::new(&[Secret::new("k1")], &[]);
+    let mut headers = h(&[
+        ("Host", "x"),
+        ("X-API-Key", "k1"),
+        ("x-api-key", "other"),
+        ("Authorization", "Bearer k1"),
+        ("Authorization", "Basic dXNlcjpwdw=="),
+        ("X-Hub-Signature-256", "sha256=00"),
+    ]);
+    auth.strip_credentials(&mut headers);
+    assert_eq!(
+        headers,
+        h(&[
+            ("Host", "x"),
+            ("Authorization", "Basic dXNlcjpwdw=="),
+            ("X-Hub-Signature-256", "sha256=00")
+        ])
+    );
+}

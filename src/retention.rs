@@ -20,8 +20,8 @@ pub struct GroupNeeds {
     pub oldest_pending: Option<String>,
 }
 
-/// The id below which entries may be deleted: older than `cutoff_ms`, and below every
-/// group's oldest pending entry and last-delivered id. `None` (trim nothing) without groups
+/// The id below which entries may be deleted: older than `cutoff_ms`, below every group's
+/// oldest pending entry, and not after its last-delivered id. `None` (trim nothing) without groups
 /// or when an id cannot be read.
 pub fn safe_min_id(groups: &[GroupNeeds], cutoff_ms: u64) -> Option<String> {
     if groups.is_empty() {
@@ -29,7 +29,10 @@ pub fn safe_min_id(groups: &[GroupNeeds], cutoff_ms: u64) -> Option<String> {
     }
     let mut min = (cutoff_ms, 0);
     for g in groups {
-        min = min.min(parse_id(&g.last_delivered)?);
+        // Everything up to the last-delivered id was read; what is not pending of it was
+        // acknowledged. So the first id the group may still need is the next one.
+        let (ms, seq) = parse_id(&g.last_delivered)?;
+        min = min.min((ms, seq.saturating_add(1)));
         if let Some(p) = &g.oldest_pending {
             min = min.min(parse_id(p)?);
         }
@@ -98,7 +101,7 @@ mod tests {
     fn bound_is_the_minimum_of_cutoff_pending_and_last_delivered() {
         assert_eq!(
             safe_min_id(&[g("500-3", None)], 1_000).as_deref(),
-            Some("500-3")
+            Some("500-4")
         );
         assert_eq!(
             safe_min_id(&[g("5000-0", None)], 1_000).as_deref(),
@@ -110,13 +113,13 @@ mod tests {
         );
         assert_eq!(
             safe_min_id(&[g("5000-0", None), g("300-0", None)], 1_000).as_deref(),
-            Some("300-0"),
+            Some("300-1"),
             "the slowest group decides"
         );
         assert_eq!(
-            safe_min_id(&[g("0-0", None)], 1_000),
-            None,
-            "nothing read yet"
+            safe_min_id(&[g("0-0", None)], 1_000).as_deref(),
+            Some("0-1"),
+            "nothing read yet: nothing can be below it"
         );
         assert_eq!(safe_min_id(&[g("garbage", None)], 1_000), None);
     }

@@ -77,13 +77,15 @@ impl Ingest {
             return Response::error(503, "backlog full")
                 .with_header("Retry-After", RETRY_AFTER_SECS);
         }
+        let mut headers = req.head.headers;
+        self.auth.strip_credentials(&mut headers);
         let record = Record {
             received_at: unix_millis(),
             method: req.head.method,
             path: req.head.target,
             source: source.to_owned(),
             remote: req.remote.to_string(),
-            headers: req.head.headers,
+            headers,
             body: req.body,
         };
         match self.store.append(&record).await {
@@ -208,13 +210,13 @@ pub async fn run(
     trim.abort();
 }
 
-/// How often the stream length is sampled for the backlog cap (it doubles as the health
-/// probe). The stream can exceed the cap by what arrives in this time.
+/// How often the backlog is sampled for the cap (it doubles as the health probe). The
+/// backlog can exceed the cap by what arrives in this time.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
 
-/// Samples `XLEN` so that losing and regaining Redis is logged (and a dead connection
-/// replaced) even while no webhook arrives, and sets `full` while the stream holds
-/// `max_len` entries or more.
+/// Samples the backlog (entries not yet delivered) so that losing and regaining Redis is
+/// logged (and a dead connection replaced) even while no webhook arrives, and sets `full`
+/// while `max_len` or more entries wait for delivery.
 async fn watch_redis(
     store: Arc<Store>,
     max_len: u64,
@@ -225,7 +227,7 @@ async fn watch_redis(
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                let Ok(len) = store.len(store.stream()).await else { continue };
+                let Ok(len) = store.backlog().await else { continue };
                 let now_full = len >= max_len;
                 if full.swap(now_full, Ordering::Relaxed) != now_full {
                     if now_full {

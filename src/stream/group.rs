@@ -169,6 +169,30 @@ impl Store {
         }
     }
 
+    /// Entries not yet delivered: the largest over the groups of unread (`lag`) plus
+    /// pending; every entry when there is no group yet. Where Redis cannot say (`lag` is
+    /// nil after deletions, or Redis 6.2 has no `lag`), the stream length stands in: an
+    /// upper bound, so the backlog cap errs on the safe side.
+    pub async fn backlog(&self) -> Result<u64, StoreError> {
+        let groups = self.groups().await?;
+        let mut worst = 0;
+        let mut len = None;
+        if groups.is_empty() {
+            return self.len(&self.stream).await;
+        }
+        for g in &groups {
+            let unread = match g.lag {
+                Some(l) => l,
+                None => match len {
+                    Some(l) => l,
+                    None => *len.insert(self.len(&self.stream).await?),
+                },
+            };
+            worst = worst.max(unread + g.pending);
+        }
+        Ok(worst)
+    }
+
     /// `XLEN` of `key`.
     pub async fn len(&self, key: &str) -> Result<u64, StoreError> {
         self.run(redis::cmd("XLEN").arg(key)).await

@@ -5,6 +5,7 @@ mod support;
 mod client_delivery;
 mod client_process;
 mod http_framing;
+mod operate;
 mod server_faults;
 mod server_ingest;
 mod server_process;

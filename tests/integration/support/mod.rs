@@ -242,6 +242,7 @@ pub fn server_config(redis_url: &str, stream: &str) -> ServerConfig {
 pub struct Relay {
     pub addr: SocketAddr,
     pub stream: String,
+    pub metrics: Arc<crm_relay::metrics::ServerMetrics>,
     trigger: Trigger,
     task: tokio::task::JoinHandle<()>,
 }
@@ -263,12 +264,14 @@ impl Relay {
         let (trigger, shutdown) = shutdown::channel();
         let stream = config.common.stream.clone();
         let metrics = Arc::new(crm_relay::metrics::ServerMetrics::default());
+        let m = metrics.clone();
         let task = tokio::spawn(async move {
-            crm_relay::server::run(listener, &config, store, limits, metrics, shutdown).await;
+            crm_relay::server::run(listener, &config, store, limits, m, shutdown).await;
         });
         Relay {
             addr,
             stream,
+            metrics,
             trigger,
             task,
         }
@@ -517,4 +520,44 @@ impl RelayClient {
             .expect("client stops within 10 s")
             .expect("client task ends cleanly");
     }
+}
+
+/// An admin listener on `127.0.0.1:0` for `role`, over `stream` and `{stream}:dlq`.
+pub async fn start_admin(redis: &Redis, stream: &str, role: crm_relay::admin::Role) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind admin");
+    let addr = listener.local_addr().expect("admin addr");
+    let store =
+        Arc::new(Store::new(&crm_relay::config::Secret::new(redis.url()), stream).expect("store"));
+    let admin = crm_relay::admin::Admin {
+        role,
+        store,
+        dlq: format!("{stream}:dlq"),
+    };
+    let (trigger, shutdown) = shutdown::channel();
+    std::mem::forget(trigger); // lives as long as the test process
+    tokio::spawn(crm_relay::http::serve(
+        listener,
+        Arc::new(admin),
+        Limits::new(65536, 16),
+        shutdown,
+    ));
+    addr
+}
+
+/// Runs the binary with `args` and the given variables only; returns (exit code, stdout, stderr).
+pub fn run_relay(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().copied())
+        .output()
+        .expect("run crm-relay");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

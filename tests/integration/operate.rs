@@ -1,0 +1,408 @@
+//! Day two: the DLQ tools (CLI and admin API), retention, the backlog cap, metrics, `check`.
+
+use std::time::Duration;
+
+use crm_relay::admin::Role;
+
+use crate::support::sink::{Answer, Sink};
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+async fn store_webhook(relay: &Relay, body: &[u8]) -> Resp {
+    relay
+        .request(&post("/webhook/ops", &[("X-API-Key", API_KEY)], body))
+        .await
+}
+
+async fn admin(addr: std::net::SocketAddr, raw: &str) -> Resp {
+    let mut c = Conn::connect(addr).await;
+    c.send(raw.as_bytes()).await;
+    c.response().await.expect("admin answer")
+}
+
+fn get(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: admin\r\n\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_shown_replayed_and_purged() {
+    let redis = Redis::start();
+    let relay = Relay::start(&redis, "o:dlq").await;
+    let sink = Sink::start().await;
+    sink.script(|r, _| {
+        if r.body.starts_with(b"bad") {
+            Answer::Status(422)
+        } else {
+            Answer::Status(200)
+        }
+    });
+    let client = RelayClient::start(client_config(&redis.url(), "o:dlq", &sink.url(), &[]));
+    let mut origin = Vec::new();
+    for i in 1..=3 {
+        origin.push(
+            store_webhook(&relay, format!("bad-{i}").as_bytes())
+                .await
+                .id(),
+        );
+    }
+    assert!(wait_until(WAIT, || redis.xlen("o:dlq:dlq") == 3));
+    // Dead letters in body order (deliveries run concurrently, so DLQ order may differ).
+    let mut dead = redis.entries("o:dlq:dlq");
+    dead.sort_by(|a, b| a.1["body"].cmp(&b.1["body"]));
+    let dlq_ids: Vec<String> = dead.into_iter().map(|(id, _)| id).collect();
+    let vars = [
+        ("REDIS_URL", redis.url()),
+        ("RELAY_STREAM", "o:dlq".into()),
+        ("RELAY_DLQ_STREAM", "o:dlq:dlq".into()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    let (code, out, _) = run_relay(&["dlq", "list"], &vars);
+    assert_eq!(code, 0);
+    for (id, o) in dlq_ids.iter().zip(&origin) {
+        assert!(
+            out.contains(id.as_str()) && out.contains(o.as_str()),
+            "{out}"
+        );
+    }
+    assert!(out.contains("HTTP 422") && out.contains("ops"), "{out}");
+    let (code, out, _) = run_relay(&["dlq", "list", "--limit", "1"], &vars);
+    assert_eq!((code, out.lines().count()), (0, 2), "header + 1 row: {out}");
+    let (code, out, _) = run_relay(&["dlq", "show", &dlq_ids[0]], &vars);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("body (5 bytes):\nbad-1") && out.contains("Host: relay.test"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(API_KEY),
+        "the relay's own key is not stored: {out}"
+    );
+    assert_eq!(run_relay(&["dlq", "show", "1-1"], &vars).0, 1);
+
+    // The admin API shows the same.
+    let addr = start_admin(&redis, "o:dlq", Role::Client(client.metrics.clone())).await;
+    let list = admin(addr, &get("/dlq?limit=2")).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.json()["entries"].as_array().unwrap().len(), 2);
+    let one = admin(addr, &get(&format!("/dlq/{}", dlq_ids[1])))
+        .await
+        .json();
+    assert_eq!(one["body"], "bad-2");
+    assert_eq!(one["origin_id"], origin[1].as_str());
+    assert_eq!(one["last_status"], "422");
+    assert_eq!(admin(addr, &get("/dlq/1-1")).await.status, 404);
+    assert_eq!(admin(addr, &get("/dlq?limit=0")).await.status, 400);
+
+    // Replay through the CLI: delivered again with the first stored id as X-Relay-Id.
+    sink.script(|_, _| Answer::Status(200));
+    let (code, out, err) = run_relay(&["dlq", "replay", &dlq_ids[0], "123-0"], &vars);
+    assert_eq!(code, 1, "an unknown id is reported and fails the command");
+    assert!(
+        out.contains(&format!("replayed {} as ", dlq_ids[0])),
+        "{out}"
+    );
+    assert!(err.contains("unknown dead letter 123-0"), "{err}");
+    assert!(
+        sink.wait_for(WAIT, |r| r.iter().filter(|r| r.body == b"bad-1").count()
+            == 2)
+            .await
+    );
+    let replayed = sink
+        .received()
+        .into_iter()
+        .rfind(|r| r.body == b"bad-1")
+        .unwrap();
+    assert_eq!(
+        replayed.relay_id(),
+        origin[0],
+        "X-Relay-Id stays the first stored id"
+    );
+
+    // Replay through the API, then purge.
+    let body = format!(r#"{{"ids":["{}"]}}"#, dlq_ids[1]);
+    let raw = format!(
+        "POST /dlq/replay HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = admin(addr, &raw).await;
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["replayed"][0]["id"], dlq_ids[1].as_str());
+    assert!(
+        sink.wait_for(WAIT, |r| r.iter().filter(|r| r.body == b"bad-2").count()
+            == 2)
+            .await
+    );
+    let del = format!("DELETE /dlq/{} HTTP/1.1\r\nHost: a\r\n\r\n", dlq_ids[2]);
+    assert_eq!(admin(addr, &del).await.status, 200);
+    assert_eq!(admin(addr, &del).await.status, 404);
+    assert_eq!(redis.xlen("o:dlq:dlq"), 0);
+    let (code, out, _) = run_relay(&["dlq", "purge", "--all"], &vars);
+    assert_eq!(code, 0);
+    assert!(out.contains("0 purged, 0 unknown"), "{out}");
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
+    let redis = Redis::start();
+    // Without a group nothing is trimmed, however old.
+    let mut config = server_config(&redis.url(), "o:ret");
+    config.retention = Duration::from_secs(1);
+    let limits = crm_relay::server::limits(&config);
+    let relay = Relay::start_with(config, limits).await;
+    for i in 0..3 {
+        store_webhook(&relay, format!("early-{i}").as_bytes())
+            .await
+            .id();
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(redis.xlen("o:ret"), 3, "no group yet: nothing trimmed");
+
+    let sink = Sink::start().await;
+    let client = RelayClient::start(client_config(&redis.url(), "o:ret", &sink.url(), &[]));
+    assert!(sink.wait_for(WAIT, |r| r.len() == 3).await);
+    client.stop().await;
+    for i in 0..4 {
+        store_webhook(&relay, format!("late-{i}").as_bytes())
+            .await
+            .id();
+    }
+    // Delivered entries are older than 1 s after a moment; the undelivered ones must stay.
+    assert!(
+        wait_until(Duration::from_secs(6), || redis.xlen("o:ret") == 4),
+        "delivered entries trimmed"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        redis.xlen("o:ret"),
+        4,
+        "undelivered entries are never trimmed"
+    );
+    let client = RelayClient::start(client_config(&redis.url(), "o:ret", &sink.url(), &[]));
+    assert!(
+        sink.wait_for(WAIT, |r| r.len() == 7).await,
+        "the spared entries are delivered later"
+    );
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backlog_cap_gives_503_until_the_client_drains() {
+    let redis = Redis::start();
+    let mut config = server_config(&redis.url(), "o:cap");
+    config.max_stream_len = 3;
+    let limits = crm_relay::server::limits(&config);
+    let relay = Relay::start_with(config, limits).await;
+    for i in 0..3 {
+        store_webhook(&relay, format!("w{i}").as_bytes()).await.id();
+    }
+    let mut refused = None;
+    for _ in 0..40 {
+        let r = store_webhook(&relay, b"over").await;
+        if r.status == 503 {
+            refused = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("503 once the backlog holds RELAY_MAX_STREAM_LEN entries");
+    assert!(refused.header("retry-after").is_some());
+    assert_eq!(refused.json()["error"], "backlog full");
+    let sink = Sink::start().await;
+    let client = RelayClient::start(client_config(&redis.url(), "o:cap", &sink.url(), &[]));
+    let mut accepted = false;
+    for _ in 0..100 {
+        if store_webhook(&relay, b"after drain").await.status == 200 {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "200 again once the client drained the backlog");
+    assert!(relay.metrics.requests.get("backlog_full") >= 1);
+    client.stop().await;
+}
+
+/// Checks every line of a Prometheus text exposition; returns the samples.
+fn parse_prometheus(text: &str) -> Vec<(String, f64)> {
+    let mut samples = Vec::new();
+    let mut typed = std::collections::HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            assert!(
+                rest.split_once(' ')
+                    .is_some_and(|(n, h)| !n.is_empty() && !h.is_empty()),
+                "{line}"
+            );
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect(line);
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_owned()), "TYPE twice: {line}");
+        } else {
+            let (series, value) = line.rsplit_once(' ').expect(line);
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value: {line}"));
+            let name = series.split('{').next().unwrap();
+            assert!(
+                name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{line}"
+            );
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(
+                typed.contains(name) || typed.contains(base),
+                "sample before its TYPE: {line}"
+            );
+            if let Some(labels) = series.strip_prefix(name)
+                && !labels.is_empty()
+            {
+                {
+                    assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
+                    for pair in labels[1..labels.len() - 1].split(',') {
+                        let (k, v) = pair.split_once('=').expect(line);
+                        assert!(
+                            !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                            "{line}"
+                        );
+                    }
+                }
+            }
+            samples.push((series.to_owned(), value));
+        }
+    }
+    samples
+}
+
+fn sample(samples: &[(String, f64)], series: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(s, _)| s == series)
+        .unwrap_or_else(|| panic!("no {series}"))
+        .1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text_with_the_right_counts() {
+    let redis = Redis::start();
+    let relay = Relay::start(&redis, "o:met").await;
+    let sink = Sink::start().await;
+    sink.script(|r, _| {
+        if r.body == b"reject" {
+            Answer::Status(400)
+        } else {
+            Answer::Status(200)
+        }
+    });
+    let client = RelayClient::start(client_config(&redis.url(), "o:met", &sink.url(), &[]));
+    for i in 0..5 {
+        store_webhook(&relay, format!("m{i}").as_bytes()).await.id();
+    }
+    store_webhook(&relay, b"reject").await.id();
+    assert_eq!(
+        relay.request(&post("/webhook", &[], b"x")).await.status,
+        401
+    );
+    let mut c = relay.connect().await;
+    c.send(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        .await;
+    assert_eq!(c.response().await.unwrap().status, 400);
+    assert!(wait_until(WAIT, || redis.xlen("o:met:dlq") == 1));
+    assert!(sink.wait_for(WAIT, |r| r.len() == 6).await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let server_admin = start_admin(&redis, "o:met", Role::Server(relay.metrics.clone())).await;
+    let resp = admin(server_admin, &get("/metrics")).await;
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let s = parse_prometheus(std::str::from_utf8(&resp.body).unwrap());
+    assert_eq!(sample(&s, r#"relay_requests_total{outcome="stored"}"#), 6.0);
+    assert_eq!(
+        sample(&s, r#"relay_requests_total{outcome="unauthenticated"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&s, r#"relay_requests_total{outcome="invalid"}"#),
+        1.0
+    );
+    assert_eq!(sample(&s, "relay_ingest_seconds_count"), 7.0);
+    assert_eq!(sample(&s, r#"relay_ingest_seconds_bucket{le="+Inf"}"#), 7.0);
+    assert_eq!(sample(&s, "relay_redis_up"), 1.0);
+    assert_eq!(sample(&s, "relay_dlq_length"), 1.0);
+    assert_eq!(sample(&s, r#"relay_backlog{group="relay"}"#), 0.0);
+    assert_eq!(sample(&s, r#"relay_pending{group="relay"}"#), 0.0);
+
+    let client_admin = start_admin(&redis, "o:met", Role::Client(client.metrics.clone())).await;
+    let body = admin(client_admin, &get("/metrics")).await.body;
+    let s = parse_prometheus(std::str::from_utf8(&body).unwrap());
+    assert_eq!(
+        sample(&s, r#"relay_deliveries_total{outcome="delivered"}"#),
+        5.0
+    );
+    assert_eq!(
+        sample(&s, r#"relay_deliveries_total{outcome="dead_lettered"}"#),
+        1.0
+    );
+    assert_eq!(
+        sample(&s, r#"relay_deliveries_total{outcome="retried"}"#),
+        0.0
+    );
+    assert_eq!(sample(&s, "relay_delivery_seconds_count"), 6.0);
+    assert_eq!(sample(&s, "relay_end_to_end_seconds_count"), 5.0);
+    assert_eq!(sample(&s, "relay_breaker_open"), 0.0);
+    let health = admin(client_admin, &get("/health")).await;
+    assert_eq!(health.status, 200);
+    client.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_risky_redis_settings_with_their_fixes() {
+    let risky = Redis::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]);
+    let (code, out, _) = run_relay(&["check"], &[("REDIS_URL", &risky.url())]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("warning: appendonly is no") && out.contains("CONFIG SET appendonly yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("maxmemory-policy is allkeys-lru")
+            && out.contains("CONFIG SET maxmemory-policy noeviction"),
+        "{out}"
+    );
+    assert!(out.contains("NOT usable"));
+
+    let good = Redis::start();
+    let (code, out, _) = run_relay(
+        &["check"],
+        &[
+            ("REDIS_URL", &good.url()),
+            ("RELAY_API_KEYS", "k"),
+            ("RELAY_TARGET_URL", "http://127.0.0.1:1/"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok: server configuration") && out.contains("ok: client configuration"),
+        "{out}"
+    );
+    assert!(
+        out.contains("appendfsync always") && out.ends_with("usable\n"),
+        "{out}"
+    );
+
+    let (code, out, _) = run_relay(&["check"], &[("REDIS_URL", "redis://127.0.0.1:1")]);
+    assert_eq!(code, 1, "{out}");
+    let (code, _, err) = run_relay(
+        &["check"],
+        &[("RELAY_TARGET_URL", "nope"), ("REDIS_URL", &good.url())],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("RELAY_TARGET_URL"));
+}
