@@ -77,7 +77,7 @@ pub fn server(get: Lookup) -> ExitCode {
         Err(e) => return fatal("starting the runtime", &e),
     };
     rt.block_on(async {
-        let store = match Store::new(&config.common.redis_url, &config.common.stream) {
+        let store = match Store::from_config(&config.common) {
             Ok(s) => Arc::new(s),
             Err(e) => return fatal("opening the redis client", &e),
         };
@@ -139,7 +139,7 @@ pub fn client(get: Lookup) -> ExitCode {
         Err(e) => return fatal("starting the runtime", &e),
     };
     rt.block_on(async {
-        let store = match Store::new(&config.common.redis_url, &config.common.stream) {
+        let store = match Store::from_config(&config.common) {
             Ok(s) => Arc::new(s),
             Err(e) => return fatal("opening the redis client", &e),
         };
@@ -203,7 +203,7 @@ pub fn check(get: Lookup) -> ExitCode {
         Err(e) => return fatal("starting the runtime", &e),
     };
     let findings = rt.block_on(async {
-        match Store::new(&common.redis_url, &common.stream) {
+        match Store::from_config(&common) {
             Ok(store) => durability::inspect(&store).await,
             Err(e) => vec![durability::Finding {
                 level: Level::Fail,
@@ -244,7 +244,7 @@ pub fn dlq(get: Lookup, cmd: &DlqCommand) -> ExitCode {
         Err(e) => return fatal("starting the runtime", &e),
     };
     rt.block_on(async {
-        let store = match Store::new(&common.redis_url, &common.stream) {
+        let store = match Store::from_config(&common) {
             Ok(s) => s,
             Err(e) => return failed(&e),
         };

@@ -21,6 +21,7 @@
 //! - [`admin`]: the admin listener of both roles: health, metrics, dead-letter API.
 //! - [`dlq`]: dead-letter views and operations shared by the CLI and the admin API.
 //! - [`retention`]: trimming delivered entries without ever touching undelivered ones.
+//! - [`tls`]: rustls client settings (bundled roots plus `RELAY_CA_FILE`).
 //! - [`durability`]: what `check` and the server's start report about Redis settings.
 #![forbid(unsafe_code)]
 
@@ -42,3 +43,4 @@ pub mod retention;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
+pub mod tls;

@@ -45,6 +45,7 @@ pub async fn run(
     let feed = Feed {
         reader: Reader::new(
             &config.common.redis_url,
+            config.common.ca_pem.as_deref(),
             &config.common.stream,
             &config.group,
             &config.consumer,
@@ -142,11 +143,15 @@ impl Dispatcher {
             jobs: Jobs::new(policy, Rng::from_entropy()),
             permits: HashMap::new(),
             store,
-            client: Arc::new(Client::new(
-                config.target.clone(),
-                config.forward_timeout,
-                config.concurrency,
-            )),
+            client: Arc::new(
+                Client::new(
+                    config.target.clone(),
+                    config.forward_timeout,
+                    config.concurrency,
+                    config.tls.clone(),
+                )
+                .expect("the target and its TLS settings were validated with the configuration"),
+            ),
             group: config.group.clone(),
             consumer: config.consumer.clone(),
             dlq: config.common.dlq_stream.clone(),

@@ -31,6 +31,8 @@ pub struct ClientConfig {
     pub breaker_cooldown: Duration,
     /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// TLS settings for an `https://` target: bundled roots plus `RELAY_CA_FILE`.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl ClientConfig {
@@ -44,6 +46,13 @@ impl ClientConfig {
         })?;
         let target =
             Target::parse(url.trim()).map_err(|e| ConfigError::new("RELAY_TARGET_URL", e))?;
+        let tls = match target.tls {
+            false => None,
+            true => Some(
+                crate::tls::client_config(common.ca_pem.as_deref())
+                    .map_err(|e| ConfigError::new("RELAY_CA_FILE", e))?,
+            ),
+        };
         let small = |name: &str, default: &str| -> Result<u32, ConfigError> {
             let n = parsed(get, name, default, parse_count)?;
             u32::try_from(n).map_err(|_| ConfigError::new(name, "too large"))
@@ -74,6 +83,7 @@ impl ClientConfig {
             breaker_threshold: small("RELAY_BREAKER_THRESHOLD", "5")?,
             breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
             admin_listen: admin_listen(get, "127.0.0.1:9091")?,
+            tls,
         })
     }
 
@@ -81,9 +91,8 @@ impl ClientConfig {
     /// Redis URL, shown without credentials).
     pub fn summary(&self) -> String {
         format!(
-            "target=http://{}{} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
-            self.target.authority,
-            self.target.path,
+            "target={} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            self.target.display(),
             self.admin_listen
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             self.common.redis_display(),

@@ -26,6 +26,8 @@ pub struct CommonConfig {
     pub dlq_stream: String,
     /// `RUST_LOG`: the level of our own log lines.
     pub log_level: log::LevelFilter,
+    /// `RELAY_CA_FILE`: extra PEM roots for `rediss://` and `https://`, read and checked at start.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// Settings of `crm-relay server`.
@@ -61,6 +63,7 @@ impl CommonConfig {
             stream: non_empty(get, "RELAY_STREAM", "relay:{webhooks}")?,
             dlq_stream: non_empty(get, "RELAY_DLQ_STREAM", "relay:{webhooks}:dlq")?,
             log_level: parse_level(get)?,
+            ca_pem: ca_file(get)?,
         })
     }
 
@@ -185,18 +188,28 @@ fn parse_level(get: Lookup) -> Result<log::LevelFilter, ConfigError> {
 
 /// Checks the URL's shape without ever quoting it back (it may hold a password).
 fn check_redis_url(url: &str) -> Result<(), ConfigError> {
-    if url.starts_with("rediss://") {
+    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
         return Err(ConfigError::new(
             "REDIS_URL",
-            "rediss:// (TLS) is not supported by this build; use redis://",
+            "must start with redis:// or rediss:// (TLS)",
         ));
-    }
-    if !url.starts_with("redis://") {
-        return Err(ConfigError::new("REDIS_URL", "must start with redis://"));
     }
     redis::Client::open(url)
         .map(drop)
-        .map_err(|_| ConfigError::new("REDIS_URL", "is not a valid redis:// URL"))
+        .map_err(|_| ConfigError::new("REDIS_URL", "is not a valid redis:// or rediss:// URL"))
+}
+
+/// Reads and checks `RELAY_CA_FILE`.
+fn ca_file(get: Lookup) -> Result<Option<Vec<u8>>, ConfigError> {
+    let Some(path) = var(get, "RELAY_CA_FILE") else {
+        return Ok(None);
+    };
+    let path = path.trim();
+    let pem = std::fs::read(path)
+        .map_err(|e| ConfigError::new("RELAY_CA_FILE", format!("cannot read {path}: {e}")))?;
+    crate::tls::parse_ca_pem(&pem)
+        .map_err(|e| ConfigError::new("RELAY_CA_FILE", format!("{path} {e}")))?;
+    Ok(Some(pem))
 }
 
 /// `redis://user:pass@host:6379/0` → `redis://host:6379/0`.

@@ -46,7 +46,8 @@ fn invalid_values_name_their_variable() {
         ("RELAY_MAX_STREAM_LEN", "0"),
         ("RUST_LOG", "verbose"),
         ("REDIS_URL", "http://x"),
-        ("REDIS_URL", "rediss://h:6380"),
+        ("RELAY_CA_FILE", "/nonexistent/ca.pem"),
+        ("RELAY_CA_FILE", "/etc/hostname"),
     ] {
         let err = load(&[("RELAY_API_KEYS", "k"), (var, bad)]).unwrap_err();
         assert_eq!(err.var(), var, "{var}={bad}");

@@ -3,11 +3,16 @@
 //! Only the status and `Retry-After` matter to the caller; a body is read (bounded) only to
 //! keep the connection reusable.
 
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use super::chunked::ChunkedDecoder;
 use super::request::header_values;
@@ -20,9 +25,11 @@ const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 /// Most response header fields.
 const MAX_RESPONSE_HEADERS: usize = 100;
 
-/// Where requests go: an `http://host[:port][/path][?query]` URL, parsed once.
+/// Where requests go: an `http(s)://host[:port][/path][?query]` URL, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    /// `https://`: TLS, never a plaintext fallback.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Path and query sent in the request line.
@@ -33,12 +40,12 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = if let Some(rest) = url.strip_prefix("http://") {
-            rest
-        } else if url.starts_with("https://") {
-            return Err("https:// targets are not supported by this build; use http://".into());
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("https://") {
+            (true, rest)
         } else {
-            return Err("must start with http://".into());
+            return Err("must start with http:// or https://".into());
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, path) = rest.split_at(end);
@@ -54,17 +61,27 @@ impl Target {
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
             return Err("the path contains spaces or control characters".into());
         }
-        let (host, port) = split_host_port(authority)?;
+        let (host, port) = split_host_port(authority, if tls { 443 } else { 80 })?;
+        if tls && ServerName::try_from(host.clone()).is_err() {
+            return Err(format!("{host:?} is not a valid TLS server name"));
+        }
         Ok(Target {
+            tls,
             host,
             port,
             path,
             authority: authority.to_owned(),
         })
     }
+
+    /// The URL again, for log lines.
+    pub fn display(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.authority, self.path)
+    }
 }
 
-fn split_host_port(authority: &str) -> Result<(String, u16), String> {
+fn split_host_port(authority: &str, default_port: u16) -> Result<(String, u16), String> {
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (h, rest) = v6.split_once(']').ok_or("unclosed [ in host")?;
         (h, rest.strip_prefix(':'))
@@ -78,7 +95,7 @@ fn split_host_port(authority: &str) -> Result<(String, u16), String> {
         return Err("missing host".into());
     }
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(p) => p.parse().map_err(|_| format!("invalid port {p:?}"))?,
     };
     Ok((host.to_owned(), port))
@@ -93,12 +110,60 @@ pub struct OutRequest<'a> {
     pub body: &'a [u8],
 }
 
+/// A connection to the target, plain or TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
 /// A forwarding client for one target with a pool of idle keep-alive connections.
 pub struct Client {
     target: Target,
     timeout: Duration,
-    idle: Mutex<Vec<TcpStream>>,
+    idle: Mutex<Vec<Stream>>,
     max_idle: usize,
+    /// Set for `https://` targets.
+    tls: Option<(TlsConnector, ServerName<'static>)>,
 }
 
 /// How a connection fared, to decide whether to retry on a fresh one.
@@ -109,12 +174,43 @@ enum Failure {
 }
 
 impl Client {
-    pub fn new(target: Target, timeout: Duration, max_idle: usize) -> Self {
-        Client {
+    /// A client for `target`; `tls` is required for `https://` targets (see `crate::tls`).
+    pub fn new(
+        target: Target,
+        timeout: Duration,
+        max_idle: usize,
+        tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Self, String> {
+        let tls = match (target.tls, tls) {
+            (false, _) => None,
+            (true, None) => return Err("https:// target without TLS settings".into()),
+            (true, Some(config)) => {
+                let name = ServerName::try_from(target.host.clone())
+                    .map_err(|_| format!("{:?} is not a valid TLS server name", target.host))?;
+                Some((TlsConnector::from(config), name))
+            }
+        };
+        Ok(Client {
             target,
             timeout,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            tls,
+        })
+    }
+
+    async fn connect(&self) -> Result<Stream, String> {
+        let tcp = TcpStream::connect((self.target.host.as_str(), self.target.port))
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(Stream::Plain(tcp)),
+            Some((connector, name)) => connector
+                .connect(name.clone(), tcp)
+                .await
+                .map(|s| Stream::Tls(Box::new(s)))
+                .map_err(|e| format!("TLS handshake: {e}")),
         }
     }
 
@@ -139,18 +235,17 @@ impl Client {
                 Err(Failure::Other(e)) => return Attempt::Failed(e),
             }
         }
-        let conn = match TcpStream::connect((self.target.host.as_str(), self.target.port)).await {
+        let conn = match self.connect().await {
             Ok(c) => c,
-            Err(e) => return Attempt::Failed(format!("connect: {e}")),
+            Err(e) => return Attempt::Failed(e),
         };
-        let _ = conn.set_nodelay(true);
         match self.on(conn, wire, head).await {
             Ok(attempt) => attempt,
             Err(Failure::Stale(e) | Failure::Other(e)) => Attempt::Failed(e),
         }
     }
 
-    async fn on(&self, mut conn: TcpStream, wire: &[u8], head: bool) -> Result<Attempt, Failure> {
+    async fn on(&self, mut conn: Stream, wire: &[u8], head: bool) -> Result<Attempt, Failure> {
         if let Err(e) = conn.write_all(wire).await {
             return Err(Failure::Stale(format!("write: {e}")));
         }
@@ -189,7 +284,7 @@ impl Client {
 /// Reads one final response (skipping `1xx`); returns status, `Retry-After` and whether the
 /// connection can carry another request.
 async fn read_response(
-    conn: &mut TcpStream,
+    conn: &mut Stream,
     buf: &mut Vec<u8>,
     head_request: bool,
 ) -> Result<(u16, Option<Duration>, bool), Failure> {
@@ -244,7 +339,7 @@ fn parse_response_head(buf: &[u8]) -> Result<Option<ParsedHead>, String> {
 
 /// Reads the body if it is framed and small; true when the connection stays usable.
 async fn read_body(
-    conn: &mut TcpStream,
+    conn: &mut Stream,
     buf: &mut Vec<u8>,
     status: u16,
     headers: &[(String, String)],
@@ -289,7 +384,7 @@ async fn read_body(
     buf.len() == len
 }
 
-async fn fill(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Failure> {
+async fn fill(conn: &mut Stream, buf: &mut Vec<u8>) -> Result<(), Failure> {
     buf.reserve(8192);
     let empty = buf.is_empty();
     match conn.read_buf(buf).await {
@@ -331,7 +426,9 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(Target::parse("https://h/").unwrap_err().contains("https"));
+        let t = Target::parse("https://app.internal/in").unwrap();
+        assert!(t.tls);
+        assert_eq!((t.port, t.display().as_str()), (443, "https://app.internal/in"));
     }
 
     #[test]

@@ -81,7 +81,17 @@ pub struct Store {
 impl Store {
     /// A store for `stream`; connects lazily, so the server starts even while Redis is down.
     pub fn new(url: &Secret, stream: &str) -> Result<Self, StoreError> {
-        let client = open_client(url)?;
+        Self::with_ca(url, None, stream)
+    }
+
+    /// A store for the configured Redis and main stream.
+    pub fn from_config(config: &crate::config::CommonConfig) -> Result<Self, StoreError> {
+        Self::with_ca(&config.redis_url, config.ca_pem.as_deref(), &config.stream)
+    }
+
+    /// Like `new`, trusting `ca` (PEM) for `rediss://`.
+    pub fn with_ca(url: &Secret, ca: Option<&[u8]>, stream: &str) -> Result<Self, StoreError> {
+        let client = open_client(url, ca)?;
         Ok(Store {
             client,
             stream: stream.to_owned(),
@@ -212,8 +222,21 @@ impl Store {
 }
 
 /// A client for `url`; the URL (it may hold a password) never appears in the error.
-fn open_client(url: &Secret) -> Result<Client, StoreError> {
-    Client::open(url.expose()).map_err(|_| StoreError::Protocol("invalid REDIS_URL".into()))
+/// With `ca` (PEM), a `rediss://` connection trusts exactly those roots (the redis crate
+/// replaces its bundled roots with them); without, the bundled Mozilla roots.
+fn open_client(url: &Secret, ca: Option<&[u8]>) -> Result<Client, StoreError> {
+    crate::tls::install_default_provider();
+    let invalid = |_| StoreError::Protocol("invalid REDIS_URL".into());
+    match ca {
+        Some(pem) if url.expose().starts_with("rediss://") => {
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            };
+            Client::build_with_tls(url.expose(), certs).map_err(invalid)
+        }
+        _ => Client::open(url.expose()).map_err(invalid),
+    }
 }
 
 /// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).

@@ -29,12 +29,13 @@ pub struct Reader {
 impl Reader {
     pub fn new(
         url: &Secret,
+        ca: Option<&[u8]>,
         stream: &str,
         group: &str,
         consumer: &str,
     ) -> Result<Self, StoreError> {
         Ok(Reader {
-            client: open_client(url)?,
+            client: open_client(url, ca)?,
             conn: None,
             stream: stream.to_owned(),
             group: group.to_owned(),

@@ -9,3 +9,4 @@ mod operate;
 mod server_faults;
 mod server_ingest;
 mod server_process;
+mod tls;

@@ -259,8 +259,8 @@ impl Relay {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let store =
-            Arc::new(Store::new(&config.common.redis_url, &config.common.stream).expect("store"));
+        let store = Arc::new(Store::from_config(&config.common).expect("store"));
+
         let (trigger, shutdown) = shutdown::channel();
         let stream = config.common.stream.clone();
         let metrics = Arc::new(crm_relay::metrics::ServerMetrics::default());
@@ -496,8 +496,7 @@ pub struct RelayClient {
 
 impl RelayClient {
     pub fn start(config: ClientConfig) -> RelayClient {
-        let store =
-            Arc::new(Store::new(&config.common.redis_url, &config.common.stream).expect("store"));
+        let store = Arc::new(Store::from_config(&config.common).expect("store"));
         let (trigger, shutdown) = shutdown::channel();
         let metrics = Arc::new(crm_relay::metrics::ClientMetrics::default());
         let m = metrics.clone();

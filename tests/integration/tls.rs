@@ -1,0 +1,378 @@
+//! TLS: `rediss://` to a redis-server with `--tls-port`, and an `https://` target, both with
+//! certificates made here by openssl; a wrong CA is a clear error, never plaintext.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crm_relay::http::{HeadLimits, parse_head};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+/// A test CA and a server certificate for 127.0.0.1/localhost signed by it, plus an
+/// unrelated CA.
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = TempDir::new("pki");
+        let d = dir.0.clone();
+        let run = |args: &[&str]| {
+            let ok = Command::new("openssl")
+                .args(args)
+                .current_dir(&d)
+                .stderr(Stdio::null())
+                .status();
+            assert!(
+                ok.expect("openssl is installed").success(),
+                "openssl {args:?}"
+            );
+        };
+        for ca in ["ca", "other-ca"] {
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.pem"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+        }
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.0.join(name)
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.path(name)).unwrap()
+    }
+}
+
+/// redis-server with TLS only (no plaintext port).
+struct TlsRedis {
+    port: u16,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl TlsRedis {
+    fn start(pki: &Pki) -> TlsRedis {
+        let dir = TempDir::new("tls-redis");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let p = |n: &str| pki.path(n).to_str().unwrap().to_owned();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .args([
+                "--tls-cert-file",
+                &p("server.pem"),
+                "--tls-key-file",
+                &p("server.key"),
+            ])
+            .args([
+                "--tls-ca-cert-file",
+                &p("ca.pem"),
+                "--tls-auth-clients",
+                "no",
+            ])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(&dir.0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        assert!(wait_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        TlsRedis {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn xlen(&self, pki: &Pki, key: &str) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--tls", "--cacert"])
+            .arg(pki.path("ca.pem"))
+            .args(["XLEN", key])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config_with_ca(url: &str, stream: &str, ca: &Path) -> crm_relay::config::ServerConfig {
+    let mut config = server_config(url, stream);
+    config.common.ca_pem = Some(std::fs::read(ca).unwrap());
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_the_right_ca_stores_and_a_wrong_ca_is_refused() {
+    let pki = Pki::new();
+    let redis = TlsRedis::start(&pki);
+    let url = format!("rediss://127.0.0.1:{}", redis.port);
+
+    let config = config_with_ca(&url, "t:tls", &pki.path("ca.pem"));
+    let limits = crm_relay::server::limits(&config);
+    let relay = Relay::start_with(config, limits).await;
+    let resp = relay
+        .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"over tls"))
+        .await;
+    resp.id();
+    assert_eq!(redis.xlen(&pki, "t:tls"), "1");
+
+    let config = config_with_ca(&url, "t:tls", &pki.path("other-ca.pem"));
+    let limits = crm_relay::server::limits(&config);
+    let wrong = Relay::start_with(config, limits).await;
+    let resp = wrong
+        .request(&post(
+            "/webhook",
+            &[("X-API-Key", API_KEY)],
+            b"must not store",
+        ))
+        .await;
+    assert_eq!(resp.status, 503);
+    assert_eq!(
+        redis.xlen(&pki, "t:tls"),
+        "1",
+        "nothing stored through an untrusted connection"
+    );
+
+    let (code, out, _) = run_relay(
+        &["check"],
+        &[
+            ("REDIS_URL", &url),
+            ("RELAY_CA_FILE", pki.path("other-ca.pem").to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        out.to_lowercase().contains("certificate"),
+        "a clear error: {out}"
+    );
+    let (code, out, _) = run_relay(
+        &["check"],
+        &[
+            ("REDIS_URL", &url),
+            ("RELAY_CA_FILE", pki.path("ca.pem").to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+
+    // rediss:// against a plaintext Redis fails instead of falling back.
+    let plain = Redis::start();
+    let (code, _, _) = run_relay(
+        &["check"],
+        &[("REDIS_URL", &format!("rediss://127.0.0.1:{}", plain.port))],
+    );
+    assert_eq!(code, 1);
+}
+
+/// An HTTPS sink answering 200 to every request, recording bodies.
+async fn https_sink(pki: &Pki) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&pki.read("server.pem"))
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&pki.read("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/in",
+        listener.local_addr().unwrap().port()
+    );
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, seen) = (acceptor.clone(), seen.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let limits = HeadLimits {
+                    max_head: 65536,
+                    max_headers: 100,
+                    max_body: 1 << 20,
+                };
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 8192];
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                    let Ok(Some((head, used))) = parse_head(&buf, &limits) else {
+                        continue;
+                    };
+                    let crm_relay::http::Framing::Length(len) = head.framing else {
+                        return;
+                    };
+                    if buf.len() < used + len as usize {
+                        continue;
+                    }
+                    seen.lock()
+                        .unwrap()
+                        .push(buf[used..used + len as usize].to_vec());
+                    buf.drain(..used + len as usize);
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (url, bodies)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_are_verified_against_the_ca_file() {
+    let pki = Pki::new();
+    let redis = Redis::start();
+    let relay = Relay::start(&redis, "t:https").await;
+    let (url, bodies) = https_sink(&pki).await;
+    let ca = pki.path("ca.pem");
+    let client = RelayClient::start(client_config(
+        &redis.url(),
+        "t:https",
+        &url,
+        &[("RELAY_CA_FILE", ca.to_str().unwrap())],
+    ));
+    relay
+        .request(&post(
+            "/webhook",
+            &[("X-API-Key", API_KEY)],
+            b"secure delivery",
+        ))
+        .await
+        .id();
+    assert!(wait_until(Duration::from_secs(10), || bodies
+        .lock()
+        .unwrap()
+        .len()
+        == 1));
+    assert_eq!(bodies.lock().unwrap()[0], b"secure delivery");
+    client.stop().await;
+
+    // A client that does not trust the sink's CA never delivers, and never dead-letters.
+    let other = pki.path("other-ca.pem");
+    let client = RelayClient::start(client_config(
+        &redis.url(),
+        "t:https2",
+        &url,
+        &[
+            ("RELAY_CA_FILE", other.to_str().unwrap()),
+            ("RELAY_MAX_ATTEMPTS", "1"),
+        ],
+    ));
+    let relay2 = Relay::start(&redis, "t:https2").await;
+    relay2
+        .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"untrusted"))
+        .await
+        .id();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        bodies.lock().unwrap().len(),
+        1,
+        "nothing sent to an untrusted target"
+    );
+    assert_eq!(
+        redis.xlen("t:https2:dlq"),
+        0,
+        "a TLS failure is retried, not dead-lettered"
+    );
+    assert!(client.metrics.deliveries.get("retried") >= 1);
+    client.stop().await;
+}
