@@ -8,6 +8,8 @@
 #
 # Needs: redis-server, wrk, nginx + libnginx-mod-http-lua (installed with apt-get when missing).
 # Usage: scripts/bench-ingest.sh [RUNS] [SECONDS]
+# It measures the static binary (scripts/build-static.sh); BIN=target/release/crm-relay
+# measures another build, e.g. the glibc one from `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,8 +31,13 @@ cpus=$(nproc)
 pin_srv="taskset -c 0"; pin_load="taskset -c 1"
 if [ "$cpus" -lt 2 ]; then echo "note: 1 CPU, not pinning"; pin_srv=""; pin_load=""; fi
 
-cargo build --release --quiet
-bin=$root/target/release/crm-relay
+if [ -n "${BIN:-}" ]; then
+  bin=$(realpath "$BIN")
+else
+  # The shipped artifact: the static musl binary (mimalloc), see scripts/build-static.sh.
+  "$root/scripts/build-static.sh" >/dev/null
+  bin=$root/target/x86_64-unknown-linux-musl/release/crm-relay
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
@@ -92,6 +99,7 @@ read -r ref_rps ref_p50 ref_p99 < <(measure "http://127.0.0.1:$nginx_port/webhoo
 
 ratio=$(awk -v a="$relay_rps" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
 echo
+echo "binary: ${bin#$root/}"
 echo "ingest, 1 KB POST, wrk -t1 -c$conns, median of $runs x ${secs}s, Redis AOF everysec, server+Redis on CPU 0"
 printf '%-26s %10s %9s %9s\n' system req/s p50_ms p99_ms
 printf '%-26s %10s %9s %9s\n' "crm-relay server" "$relay_rps" "$relay_p50" "$relay_p99"

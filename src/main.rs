@@ -7,6 +7,11 @@ use crm_relay::cli::{self, Command, HELP};
 use crm_relay::command::{self, usage_error};
 use crm_relay::config::envfile;
 
+/// See Cargo.toml: musl's own allocator costs a fifth of the ingest throughput.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let invocation = match cli::parse(&args) {

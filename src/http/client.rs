@@ -428,7 +428,10 @@ mod tests {
         }
         let t = Target::parse("https://app.internal/in").unwrap();
         assert!(t.tls);
-        assert_eq!((t.port, t.display().as_str()), (443, "https://app.internal/in"));
+        assert_eq!(
+            (t.port, t.display().as_str()),
+            (443, "https://app.internal/in")
+        );
     }
 
     #[test]
