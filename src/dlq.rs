@@ -126,10 +126,10 @@ pub fn table(entries: &[Entry], now_ms: u64) -> String {
             e.id,
             s["origin_id"].as_str().unwrap_or(""),
             s["source"].as_str().unwrap_or(""),
-            s["attempts"],
+            s["attempts"].to_string(),
             err,
             age(now_ms.saturating_sub(failed_at)),
-            s["size"],
+            s["size"].to_string(),
         );
     }
     out
