@@ -9,8 +9,12 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends systemd >/dev/null
 fi
-cargo build --release --quiet
-bin=$(pwd)/target/release/crm-relay
+# Any build of the binary will do: the static one when scripts/build-static.sh ran (CI).
+bin=$(pwd)/target/x86_64-unknown-linux-musl/release/crm-relay
+if [ ! -x "$bin" ]; then
+  cargo build --release --quiet
+  bin=$(pwd)/target/release/crm-relay
+fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 for unit in deploy/*.service; do
   sed "s#/usr/local/bin/crm-relay#$bin#g" "$unit" >"$work/$(basename "$unit")"
