@@ -51,19 +51,46 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Binds the admin listener, if configured; `Err` is fatal (the address is taken).
-async fn bind_admin(addr: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
-    match addr {
-        Some(a) => TcpListener::bind(a).await.map(Some),
-        None => Ok(None),
-    }
+/// What both roles set up before running: the store, signal handling, the admin listener.
+struct Started {
+    store: Arc<Store>,
+    shutdown: Shutdown,
 }
 
-fn spawn_admin(listener: Option<TcpListener>, admin: Admin, shutdown: Shutdown) {
-    if let Some(l) = listener {
+/// Opens the store, installs signal handlers and starts the admin listener (if configured)
+/// with `role`'s metrics. `Err` is the exit code of a fatal failure, already logged.
+async fn start_role(
+    common: &CommonConfig,
+    admin: Option<SocketAddr>,
+    role: Role,
+) -> Result<Started, ExitCode> {
+    let store = Store::from_config(common).map_err(|e| fatal("opening the redis client", &e))?;
+    let store = Arc::new(store);
+    let shutdown = shutdown::on_signals().map_err(|e| fatal("installing signal handlers", &e))?;
+    if let Some(addr) = admin {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| fatal(&format!("binding RELAY_ADMIN_LISTEN {addr}"), &e))?;
+        let admin = Admin {
+            role,
+            store: store.clone(),
+            dlq: common.dlq_stream.clone(),
+        };
         let limits = Limits::new(64 * 1024, 64);
-        tokio::spawn(http::serve(l, Arc::new(admin), limits, shutdown));
+        tokio::spawn(http::serve(
+            listener,
+            Arc::new(admin),
+            limits,
+            shutdown.clone(),
+        ));
     }
+    Ok(Started { store, shutdown })
+}
+
+/// A runtime for a role, or the exit code if it cannot start.
+fn role_runtime(level: log::LevelFilter) -> Result<tokio::runtime::Runtime, ExitCode> {
+    init_logger(level);
+    runtime().map_err(|e| fatal("starting the runtime", &e))
 }
 
 pub fn server(get: Lookup) -> ExitCode {
@@ -71,46 +98,28 @@ pub fn server(get: Lookup) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
-    init_logger(config.common.log_level);
-    let rt = match runtime() {
+    let rt = match role_runtime(config.common.log_level) {
         Ok(rt) => rt,
-        Err(e) => return fatal("starting the runtime", &e),
+        Err(code) => return code,
     };
     rt.block_on(async {
-        let store = match Store::from_config(&config.common) {
-            Ok(s) => Arc::new(s),
-            Err(e) => return fatal("opening the redis client", &e),
-        };
         let listener = match TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => return fatal(&format!("binding {}", config.listen), &e),
         };
-        let admin = match bind_admin(config.admin_listen).await {
-            Ok(a) => a,
-            Err(e) => return fatal("binding RELAY_ADMIN_LISTEN", &e),
-        };
-        let shutdown = match shutdown::on_signals() {
-            Ok(s) => s,
-            Err(e) => return fatal("installing signal handlers", &e),
-        };
+        let metrics = Arc::new(ServerMetrics::default());
+        let role = Role::Server(metrics.clone());
+        let Started { store, shutdown } =
+            match start_role(&config.common, config.admin_listen, role).await {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
         log::info!(
             "crm-relay {} server starting: {}",
             env!("CARGO_PKG_VERSION"),
             config.summary()
         );
         log_durability(&store).await;
-        let metrics = Arc::new(ServerMetrics::default());
-        let role = Role::Server(metrics.clone());
-        let dlq = config.common.dlq_stream.clone();
-        spawn_admin(
-            admin,
-            Admin {
-                role,
-                store: store.clone(),
-                dlq,
-            },
-            shutdown.clone(),
-        );
         let limits = server::limits(&config);
         server::run(listener, &config, store, limits, metrics, shutdown).await;
         log::info!("server stopped");
@@ -133,40 +142,22 @@ pub fn client(get: Lookup) -> ExitCode {
         Ok(c) => c,
         Err(e) => return config_error(&e),
     };
-    init_logger(config.common.log_level);
-    let rt = match runtime() {
+    let rt = match role_runtime(config.common.log_level) {
         Ok(rt) => rt,
-        Err(e) => return fatal("starting the runtime", &e),
+        Err(code) => return code,
     };
     rt.block_on(async {
-        let store = match Store::from_config(&config.common) {
-            Ok(s) => Arc::new(s),
-            Err(e) => return fatal("opening the redis client", &e),
-        };
-        let admin = match bind_admin(config.admin_listen).await {
-            Ok(a) => a,
-            Err(e) => return fatal("binding RELAY_ADMIN_LISTEN", &e),
-        };
-        let shutdown = match shutdown::on_signals() {
-            Ok(s) => s,
-            Err(e) => return fatal("installing signal handlers", &e),
-        };
+        let metrics = Arc::new(ClientMetrics::default());
+        let role = Role::Client(metrics.clone());
+        let Started { store, shutdown } =
+            match start_role(&config.common, config.admin_listen, role).await {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
         log::info!(
             "crm-relay {} client starting: {}",
             env!("CARGO_PKG_VERSION"),
             config.summary()
-        );
-        let metrics = Arc::new(ClientMetrics::default());
-        let role = Role::Client(metrics.clone());
-        let dlq = config.common.dlq_stream.clone();
-        spawn_admin(
-            admin,
-            Admin {
-                role,
-                store: store.clone(),
-                dlq,
-            },
-            shutdown.clone(),
         );
         match client::run(config, store, metrics, shutdown).await {
             Ok(()) => {
