@@ -153,22 +153,18 @@ impl http::Handler for Ingest {
     }
 
     async fn handle(&self, req: Request) -> Response {
-        let method = req.head.method.as_str();
-        match (route(req.head.path()), method) {
-            (Route::Webhook(source), "POST") => {
-                let source = source.to_owned();
-                self.ingest(&source, req).await
-            }
-            (Route::Webhook(""), "GET" | "HEAD") => {
-                self.metrics.requests.inc("other");
-                self.handshake(&req.head)
-            }
+        let route = route(req.head.path());
+        if let (Route::Webhook(source), "POST") = (&route, req.head.method.as_str()) {
+            let source = (*source).to_owned();
+            return self.ingest(&source, req).await;
+        }
+        // Everything that is not a webhook: health, handshake, 404, 405.
+        self.metrics.requests.inc("other");
+        match (route, req.head.method.as_str()) {
+            (Route::Webhook(""), "GET" | "HEAD") => self.handshake(&req.head),
             (Route::Webhook(""), _) => Response::method_not_allowed("GET, HEAD, POST"),
             (Route::Webhook(_), _) => Response::method_not_allowed("POST"),
-            (Route::Health, "GET" | "HEAD") => {
-                self.metrics.requests.inc("other");
-                self.health().await
-            }
+            (Route::Health, "GET" | "HEAD") => self.health().await,
             (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
             (Route::NotFound, _) => Response::error(404, "not found"),
         }

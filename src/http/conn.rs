@@ -24,8 +24,11 @@ const READ_CHUNK: usize = 16 * 1024;
 enum Stop {
     /// Peer closed, idle timeout, shutdown: nothing to answer.
     Quiet(&'static str),
-    /// Answer with this (closing) response, then close.
+    /// The HTTP layer refuses the request (framing, limits, timeouts): answer with this
+    /// (closing) response, then close.
     Answer(Response),
+    /// The handler refused an `Expect: 100-continue` request from its head: answer, close.
+    Refused(Response),
 }
 
 impl From<RequestError> for Stop {
@@ -61,6 +64,14 @@ pub async fn serve_connection<H: Handler>(
                 let _ = conn.write(&resp, false).await;
                 break "refused";
             }
+            Err(Stop::Refused(resp)) => {
+                log::debug!(
+                    "refused before the body remote={remote} status={}",
+                    resp.status
+                );
+                let _ = conn.write(&resp, false).await;
+                break "refused";
+            }
         }
     };
     log::trace!("connection closed remote={remote} reason={why}");
@@ -83,7 +94,7 @@ impl Conn {
         let started = Instant::now();
         if head.expect_continue && head.framing != Framing::None && self.buf.is_empty() {
             if let Some(refusal) = handler.check_head(&head) {
-                return Err(Stop::Answer(refusal.closing()));
+                return Err(Stop::Refused(refusal.closing()));
             }
             self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }

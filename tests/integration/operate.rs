@@ -310,6 +310,20 @@ async fn metrics_are_prometheus_text_with_the_right_counts() {
     c.send(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
         .await;
     assert_eq!(c.response().await.unwrap().status, 400);
+    // Refused before its body (Expect: 100-continue): unauthenticated, counted once.
+    let mut c = relay.connect().await;
+    c.send(
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    assert_eq!(c.response().await.unwrap().status, 401);
+    assert_eq!(
+        relay
+            .request(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .status,
+        404
+    );
     assert!(wait_until(WAIT, || redis.xlen("o:met:dlq") == 1));
     assert!(sink.wait_for(WAIT, |r| r.len() == 6).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -326,8 +340,9 @@ async fn metrics_are_prometheus_text_with_the_right_counts() {
     assert_eq!(sample(&s, r#"relay_requests_total{outcome="stored"}"#), 6.0);
     assert_eq!(
         sample(&s, r#"relay_requests_total{outcome="unauthenticated"}"#),
-        1.0
+        2.0
     );
+    assert_eq!(sample(&s, r#"relay_requests_total{outcome="other"}"#), 1.0);
     assert_eq!(
         sample(&s, r#"relay_requests_total{outcome="invalid"}"#),
         1.0
