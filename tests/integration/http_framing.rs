@@ -234,6 +234,47 @@ async fn hostile_framing_is_refused_and_closes() {
         ),
         (big_header, 431),
         (
+            format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Transfer-Encoding: chunked;a=b\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+        ),
+        // An underscore is not a dash: Content_Length is no length at all.
+        (
+            format!("POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Content_Length: 2\r\n\r\nab"),
+            411,
+        ),
+        (
+            format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Content-Length: 2\r\n folded\r\n\r\nab"
+            ),
+            400,
+        ),
+        (
+            format!(
+                "POST /webhook HTTP/1.1\r\nHost: x\r\n{key}Transfer-Encoding: chunked\r\n\r\n1ffffffffffffffff\r\n"
+            ),
+            400,
+        ),
+        (
             format!("GET /health HTTP/1.1\r\nHost: x\r\n{many}\r\n"),
             431,
         ),
