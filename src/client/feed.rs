@@ -19,7 +19,7 @@ const BATCH: usize = 256;
 const MIN_BATCH: usize = 32;
 const BATCH_WAIT: Duration = Duration::from_millis(2);
 /// How often the own pending list is re-read and idle entries of others are claimed.
-const RESCAN_EVERY: Duration = Duration::from_secs(30);
+const RESCAN_EVERY: Duration = Duration::from_secs(15);
 /// Backoff between attempts to reach a lost Redis.
 const RECONNECT: Backoff = Backoff {
     base: Duration::from_millis(100),

@@ -29,6 +29,10 @@ use jobs::{Effect, Jobs, Policy, Start};
 /// How often held entries are re-claimed (so other clients' `XAUTOCLAIM` leaves them alone)
 /// and failed Redis writes are retried.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
+/// Entries idle this long in any consumer's pending list are claimed: six re-claim periods,
+/// so a live client (which touches everything it holds every `HOUSEKEEPING_EVERY`, in-flight
+/// attempts included) never loses an entry to another, whatever its forward timeout.
+const CLAIM_MIN_IDLE: Duration = Duration::from_secs(30);
 /// After SIGTERM, how long in-flight deliveries get to finish.
 const DRAIN: Duration = Duration::from_secs(8);
 
@@ -53,9 +57,7 @@ pub async fn run(
         store: store.clone(),
         group: config.group.clone(),
         consumer: config.consumer.clone(),
-        // Above anything a live client holds an entry untouched: held entries are re-claimed
-        // every few seconds, and one attempt lasts at most the forward timeout.
-        claim_min_idle: config.forward_timeout + Duration::from_secs(60),
+        claim_min_idle: CLAIM_MIN_IDLE,
         capacity,
         out: tx,
     };

@@ -7,13 +7,17 @@ use crate::support::sink::{Answer, Sink};
 use crate::support::*;
 
 fn spawn_client(redis: &Redis, stream: &str, target: &str) -> Child {
+    spawn_consumer(redis, stream, target, "proc-consumer")
+}
+
+fn spawn_consumer(redis: &Redis, stream: &str, target: &str, consumer: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_crm-relay"))
         .arg("client")
         .env_clear()
         .env("REDIS_URL", redis.url())
         .env("RELAY_STREAM", stream)
         .env("RELAY_TARGET_URL", target)
-        .env("RELAY_CONSUMER", "proc-consumer")
+        .env("RELAY_CONSUMER", consumer)
         .env("RELAY_ADMIN_LISTEN", "")
         .env("RELAY_BACKOFF_BASE", "20ms")
         .env("RELAY_BACKOFF_MAX", "100ms")
@@ -95,4 +99,66 @@ async fn sigterm_exits_0_promptly_and_bad_config_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("RELAY_TARGET_URL"));
+}
+
+/// Two clients in one group: the one killed mid-delivery leaves entries in its pending list;
+/// the survivor claims them (XAUTOCLAIM after 30 s idle) and delivers them. Takes about 45 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
+    let redis = Redis::start();
+    let relay = Relay::start(&redis, "p:claim").await;
+    let sink = Sink::start().await;
+    sink.script(|_, _| Answer::Hang);
+    for i in 0..5 {
+        relay
+            .request(&post(
+                "/webhook",
+                &[("X-API-Key", API_KEY)],
+                format!("claim-{i}").as_bytes(),
+            ))
+            .await
+            .id();
+    }
+    let mut dead = spawn_consumer(&redis, "p:claim", &sink.url(), "client-a");
+    assert!(
+        sink.wait_for(Duration::from_secs(15), |r| r.len() >= 4)
+            .await,
+        "client a holds them"
+    );
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let before = sink.count();
+    sink.script(|_, _| Answer::Status(200));
+    let mut survivor = spawn_consumer(&redis, "p:claim", &sink.url(), "client-b");
+    let delivered_by_b = move |r: &[crate::support::sink::Received]| {
+        let later = &r[before.min(r.len())..];
+        (0..5).all(|i| {
+            later
+                .iter()
+                .any(|x| x.body == format!("claim-{i}").as_bytes())
+        })
+    };
+    assert!(
+        sink.wait_for(Duration::from_secs(75), delivered_by_b).await,
+        "the survivor claimed and delivered every entry"
+    );
+    let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg("p:claim")
+        .arg("relay")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+                .arg("p:claim")
+                .arg("relay")
+                .query(&mut redis.conn())
+                .unwrap();
+            p.0 == 0
+        }),
+        "all acknowledged (was {})",
+        pending.0
+    );
+    signal(survivor.id(), "TERM");
+    assert_eq!(wait_exit(&mut survivor, Duration::from_secs(10)), Some(0));
 }
