@@ -560,3 +560,59 @@ pub fn run_relay(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A `crm-relay` process of ours, killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server binary on a free port: (process, public address).
+pub fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .arg("server")
+        .env_clear()
+        .env("REDIS_URL", redis.url())
+        .env("RELAY_STREAM", stream)
+        .env("RELAY_LISTEN", addr.to_string())
+        .env("RELAY_ADMIN_LISTEN", "")
+        .env("RELAY_API_KEYS", API_KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    }));
+    (Proc(child), addr)
+}
+
+/// The client binary delivering `stream` to `target`, with fast retries.
+pub fn client_process(redis: &Redis, stream: &str, target: &str, extra: &[(&str, &str)]) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .arg("client")
+        .env_clear()
+        .env("REDIS_URL", redis.url())
+        .env("RELAY_STREAM", stream)
+        .env("RELAY_DLQ_STREAM", format!("{stream}:dlq"))
+        .env("RELAY_TARGET_URL", target)
+        .env("RELAY_CONSUMER", "fault-client")
+        .env("RELAY_ADMIN_LISTEN", "")
+        .env("RELAY_BACKOFF_BASE", "50ms")
+        .env("RELAY_BACKOFF_MAX", "500ms")
+        .env("RELAY_BREAKER_COOLDOWN", "300ms")
+        .env("RUST_LOG", "warn")
+        .envs(extra.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn client");
+    Proc(child)
+}
