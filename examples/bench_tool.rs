@@ -7,7 +7,12 @@
 //!   arrival − the sender's µs timestamp in the body (`load` puts it there).
 //! - `load URL API_KEY RATE SECS`: POSTs 1 KB JSON webhooks at a fixed RATE per second.
 //! - `fill REDIS_URL STREAM N`: stores N 1 KB records directly (pipelined XADD).
+//! - `ledger-load URL API_KEY RATE SECS OUT`: POSTs unique webhooks at RATE/s for SECS, one
+//!   connection each, and writes the bodies answered `200` to OUT (one per line), printing
+//!   counts of 200 / 503 / other.
+//! - `record-sink LISTEN OUT`: answers `200` and appends every body received to OUT.
 
+use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -197,6 +202,73 @@ async fn fill(url: &str, stream: &str, n: usize) {
     println!("filled={n}");
 }
 
+async fn ledger_load(url: &str, key: &str, rate: u64, secs: u64, out: &str) {
+    let addr = url.strip_prefix("http://").and_then(|r| r.split('/').next()).expect("http://host:port/path").to_owned();
+    let path = url["http://".len() + addr.len()..].to_owned();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<u8>, u16)>();
+    let start = tokio::time::Instant::now();
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    for i in 0..rate * secs {
+        tokio::time::sleep_until(start + interval * i as u32).await;
+        let (addr, path, key, tx) = (addr.clone(), path.clone(), key.to_owned(), tx.clone());
+        tokio::spawn(async move {
+            let body = format!("soak-{i:010}").into_bytes();
+            let status = post_once(&addr, &path, &key, &body).await.unwrap_or(0);
+            let _ = tx.send((body, status));
+        });
+    }
+    drop(tx);
+    let mut file = std::fs::File::create(out).expect("ledger file");
+    let (mut ok, mut busy, mut other) = (0u64, 0u64, 0u64);
+    while let Some((body, status)) = rx.recv().await {
+        match status {
+            200 => {
+                ok += 1;
+                file.write_all(&body).unwrap();
+                file.write_all(b"\n").unwrap();
+            }
+            503 => busy += 1,
+            _ => other += 1,
+        }
+    }
+    println!("ledger: 200={ok} 503={busy} other={other}");
+}
+
+async fn post_once(addr: &str, path: &str, key: &str, body: &[u8]) -> Option<u16> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).await.ok()?;
+        s.write_all(body).await.ok()?;
+        let mut buf = [0u8; 12];
+        s.read_exact(&mut buf).await.ok()?;
+        std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+}
+
+struct Recorder(Mutex<std::fs::File>);
+
+impl http::Handler for Recorder {
+    fn check_head(&self, _: &Head) -> Option<Response> {
+        None
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        let mut f = self.0.lock().unwrap();
+        f.write_all(&req.body).unwrap();
+        f.write_all(b"\n").unwrap();
+        Response::text(200, "ok")
+    }
+}
+
+async fn record_sink(listen: &str, out: &str) {
+    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind sink");
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(out).expect("sink file");
+    let shutdown = shutdown::on_signals().expect("signals");
+    http::serve(listener, Arc::new(Recorder(Mutex::new(file))), Limits::new(1 << 24, 10_000), shutdown).await;
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -209,6 +281,8 @@ async fn main() {
         "sink" => sink(a(1), a(2).parse().unwrap()).await,
         "load" => load(a(1), a(2), a(3).parse().unwrap(), a(4).parse().unwrap()).await,
         "fill" => fill(a(1), a(2), a(3).parse().unwrap()).await,
+        "ledger-load" => ledger_load(a(1), a(2), a(3).parse().unwrap(), a(4).parse().unwrap(), a(5)).await,
+        "record-sink" => record_sink(a(1), a(2)).await,
         other => panic!("unknown mode {other}"),
     }
 }
