@@ -68,10 +68,13 @@ for c in "${concs[@]}"; do
   t1=$(date +%s.%N)
   kill "$client_pid"; wait "$client_pid" 2>/dev/null || true
   rate=$(awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+  echo "RESULT drain $c $rate $peak"
   drain_lines+=("$(printf 'concurrency %-3s  %8s deliveries/s (client start -> last delivery)  sink-side %s  client peak RSS %s KiB' \
     "$c" "$rate" "$(grep -o 'rate=[0-9]*' "$work/drain.txt")" "$peak")")
 done
 
+field() { printf '%s\n' "$lat" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k { print $2 }'; }
+echo "RESULT latency $(field e2e_p50_ms) $(field e2e_p99_ms) $(field send_p50_ms) $(field send_p99_ms) $rss_idle"
 echo
 echo "delivery benchmark (Redis AOF everysec, 1 KB bodies, $(nproc) CPUs)"
 echo "(a) fixed 1,000 webhooks/s for 10 s, concurrency 4:"

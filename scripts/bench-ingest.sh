@@ -97,7 +97,37 @@ pids+=($!)
 wait_port "$nginx_port"
 read -r ref_rps ref_p50 ref_p99 < <(measure "http://127.0.0.1:$nginx_port/webhook")
 
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
+# --- with REFERENCES=all: the HTTP and Redis ceilings, in the same run ---
+if [ "${REFERENCES:-}" = all ]; then
+  ret_port=$(free_port)
+  cat >"$work/nginx-200.conf" <<CONF
+worker_processes 1;
+pid $work/nginx-200.pid;
+error_log $work/nginx-200-error.log warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$ret_port; location / { return 200 "ok"; } } }
+CONF
+  $pin_srv nginx -c "$work/nginx-200.conf" -g 'daemon off;' -e "$work/nginx-200-error.log" 2>>"$work/nginx-200-error.log" &
+  pids+=($!)
+  wait_port "$ret_port"
+  read -r ret_rps ret_p50 ret_p99 < <(measure "http://127.0.0.1:$ret_port/webhook")
+  value=$(head -c 1000 /dev/zero | tr '\0' x)
+  rb() { # extra args; prints requests/s
+    timeout 60 $pin_load redis-benchmark -p "$redis_port" -c "$conns" -n 300000 -q "$@" \
+      XADD bench:rb MAXLEN '~' 100000 '*' body "$value" | tr '\r' '\n' | awk '/requests per second/ { v = $(NF-5) } END { print v + 0 }'
+  }
+  rb_plain=$(rb); rb_pipe=$(rb -P 16)
+  echo "RESULT nginx_return_200 $ret_rps $ret_p50 $ret_p99"
+  echo "RESULT redis_benchmark_xadd $rb_plain - -"
+  echo "RESULT redis_benchmark_xadd_p16 $rb_pipe - -"
+fi
+
 ratio=$(awk -v a="$relay_rps" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load"
+echo "RESULT nginx_lua $ref_rps $ref_p50 $ref_p99"
 echo
 echo "binary: ${bin#$root/}"
 echo "ingest, 1 KB POST, wrk -t1 -c$conns, median of $runs x ${secs}s, Redis AOF everysec, server+Redis on CPU 0"
