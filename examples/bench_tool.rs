@@ -203,7 +203,11 @@ async fn fill(url: &str, stream: &str, n: usize) {
 }
 
 async fn ledger_load(url: &str, key: &str, rate: u64, secs: u64, out: &str) {
-    let addr = url.strip_prefix("http://").and_then(|r| r.split('/').next()).expect("http://host:port/path").to_owned();
+    let addr = url
+        .strip_prefix("http://")
+        .and_then(|r| r.split('/').next())
+        .expect("http://host:port/path")
+        .to_owned();
     let path = url["http://".len() + addr.len()..].to_owned();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Vec<u8>, u16)>();
     let start = tokio::time::Instant::now();
@@ -237,14 +241,20 @@ async fn ledger_load(url: &str, key: &str, rate: u64, secs: u64, out: &str) {
 async fn post_once(addr: &str, path: &str, key: &str, body: &[u8]) -> Option<u16> {
     let fut = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let head = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nX-API-Key: {key}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
         s.write_all(head.as_bytes()).await.ok()?;
         s.write_all(body).await.ok()?;
         let mut buf = [0u8; 12];
         s.read_exact(&mut buf).await.ok()?;
         std::str::from_utf8(&buf[9..12]).ok()?.parse().ok()
     };
-    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 struct Recorder(Mutex<std::fs::File>);
@@ -263,10 +273,22 @@ impl http::Handler for Recorder {
 }
 
 async fn record_sink(listen: &str, out: &str) {
-    let listener = tokio::net::TcpListener::bind(listen).await.expect("bind sink");
-    let file = std::fs::OpenOptions::new().create(true).append(true).open(out).expect("sink file");
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .expect("bind sink");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .expect("sink file");
     let shutdown = shutdown::on_signals().expect("signals");
-    http::serve(listener, Arc::new(Recorder(Mutex::new(file))), Limits::new(1 << 24, 10_000), shutdown).await;
+    http::serve(
+        listener,
+        Arc::new(Recorder(Mutex::new(file))),
+        Limits::new(1 << 24, 10_000),
+        shutdown,
+    )
+    .await;
 }
 
 #[tokio::main]
@@ -281,7 +303,16 @@ async fn main() {
         "sink" => sink(a(1), a(2).parse().unwrap()).await,
         "load" => load(a(1), a(2), a(3).parse().unwrap(), a(4).parse().unwrap()).await,
         "fill" => fill(a(1), a(2), a(3).parse().unwrap()).await,
-        "ledger-load" => ledger_load(a(1), a(2), a(3).parse().unwrap(), a(4).parse().unwrap(), a(5)).await,
+        "ledger-load" => {
+            ledger_load(
+                a(1),
+                a(2),
+                a(3).parse().unwrap(),
+                a(4).parse().unwrap(),
+                a(5),
+            )
+            .await
+        }
         "record-sink" => record_sink(a(1), a(2)).await,
         other => panic!("unknown mode {other}"),
     }

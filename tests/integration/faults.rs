@@ -320,3 +320,37 @@ async fn a_sink_outage_with_the_breaker_open_dead_letters_nothing() {
         "an outage dead-letters nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_app_times_out_is_retried_and_nothing_sticks() {
+    let redis = Redis::start();
+    let sink = Sink::start().await;
+    let (_server, addr) = server_process(&redis, "f:hang");
+    let _client = client_process(
+        &redis,
+        "f:hang",
+        &sink.url(),
+        &[("RELAY_FORWARD_TIMEOUT", "300ms")],
+    );
+    let load = Load::start(addr, 50);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sink.script(|_, _| crate::support::sink::Answer::Hang); // never answers
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sink.script(|_, _| crate::support::sink::Answer::Status(200));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ledger = load.stop().await;
+    settle(&ledger, &sink, &redis, "f:hang", 0).await;
+    assert_eq!(redis.xlen("f:hang:dlq"), 0);
+    let pending = || -> u64 {
+        let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg("f:hang")
+            .arg("relay")
+            .query(&mut redis.conn())
+            .unwrap();
+        p.0
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || pending() == 0),
+        "nothing stuck pending"
+    );
+}
