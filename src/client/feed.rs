@@ -134,7 +134,9 @@ impl Feed {
         *failures = failures.saturating_add(1);
     }
 
-    /// Loads stored attempt counts and passes entries on, one permit each.
+    /// Loads stored attempt counts and passes entries on, one permit each. (Redis never
+    /// returns more entries than asked for; if it did, the extra ones stay in this consumer's
+    /// pending list and come back with the next pending re-read.)
     async fn hand_over(
         &self,
         entries: Vec<Entry>,
@@ -152,11 +154,12 @@ impl Feed {
         let batch: Vec<Incoming> = entries
             .into_iter()
             .zip(counts)
-            .map(|(entry, (tries, counted))| Incoming {
+            .zip(std::iter::from_fn(|| permits.pop()))
+            .map(|((entry, (tries, counted)), permit)| Incoming {
                 entry,
                 tries,
                 counted,
-                permit: permits.pop().expect("one permit per requested entry"),
+                permit,
             })
             .collect();
         self.out.send(batch).await.map_err(drop)

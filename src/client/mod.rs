@@ -65,6 +65,9 @@ pub async fn run(
     let mut dispatcher = Dispatcher::new(&config, store, metrics);
     dispatcher.run(rx, shutdown).await;
     feed_task.abort();
+    if dispatcher.feed_lost {
+        return Err(StoreError::Protocol("the stream reader stopped".into()));
+    }
     Ok(())
 }
 
@@ -130,6 +133,8 @@ struct Dispatcher {
     /// delivery, and under load one `XACK` carries many ids.
     acks: JoinSet<AckBatch>,
     next_housekeeping: Instant,
+    /// Set when the feed task ended without a shutdown.
+    feed_lost: bool,
 }
 
 impl Dispatcher {
@@ -164,6 +169,7 @@ impl Dispatcher {
             ack_queue: Vec::new(),
             acks: JoinSet::new(),
             next_housekeeping: Instant::now() + HOUSEKEEPING_EVERY,
+            feed_lost: false,
         }
     }
 
@@ -179,7 +185,17 @@ impl Dispatcher {
                 _ = shutdown.wait() => break,
                 Some(done) = self.tasks.join_next_with_id() => self.on_done(done).await,
                 Some(acked) = self.acks.join_next() => self.on_acked(acked),
-                Some(batch) = rx.recv() => self.take(batch).await,
+                batch = rx.recv() => match batch {
+                    Some(batch) => self.take(batch).await,
+                    None if shutdown.is_triggered() => break,
+                    None => {
+                        // The feed ended without a shutdown (a bug): stop, so that the exit
+                        // code says so and systemd restarts the client.
+                        log::error!("the stream reader stopped unexpectedly; stopping the client");
+                        self.feed_lost = true;
+                        break;
+                    }
+                },
                 _ = tokio::time::sleep_until(wake.into()) => self.housekeeping().await,
             }
         }
