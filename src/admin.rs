@@ -83,16 +83,19 @@ impl Admin {
 
     /// Backlog, pending and DLQ length, read from Redis at scrape time.
     async fn stream_gauges(&self, out: &mut String) {
-        if let Ok(groups) = self.store.groups().await {
+        let len = self.store.len(self.store.stream()).await;
+        if let (Ok(groups), Ok(len)) = (self.store.groups().await, &len) {
             let _ = writeln!(
                 out,
                 "# HELP relay_backlog Entries not yet delivered (unread plus pending), per group.\n# TYPE relay_backlog gauge"
             );
-            let len = self.store.len(self.store.stream()).await.unwrap_or(0);
             for g in &groups {
-                // Unknown lag (after deletions, or Redis 6.2): the stream length, an upper bound.
-                let backlog = g.lag.unwrap_or(len) + g.pending;
-                let _ = writeln!(out, "relay_backlog{{group=\"{}\"}} {backlog}", g.name);
+                let _ = writeln!(
+                    out,
+                    "relay_backlog{{group=\"{}\"}} {}",
+                    g.name,
+                    g.backlog(*len)
+                );
             }
             let _ = writeln!(
                 out,
@@ -110,7 +113,7 @@ impl Admin {
                 n,
             );
         }
-        if let Ok(n) = self.store.len(self.store.stream()).await {
+        if let Ok(n) = len {
             gauge(out, "relay_stream_length", "Entries in the main stream.", n);
         }
     }

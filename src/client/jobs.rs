@@ -111,10 +111,6 @@ impl Jobs {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.jobs.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }

@@ -37,6 +37,15 @@ pub struct GroupInfo {
     pub lag: Option<u64>,
 }
 
+impl GroupInfo {
+    /// Entries this group has not yet delivered: unread (`lag`) plus pending. Where Redis
+    /// cannot tell the lag (nil after deletions; no `lag` before 7.0) the stream length
+    /// `stream_len` stands in: an upper bound, so the backlog cap errs on the safe side.
+    pub fn backlog(&self, stream_len: u64) -> u64 {
+        self.lag.unwrap_or(stream_len) + self.pending
+    }
+}
+
 impl Store {
     /// The hash holding `"tries counted"` per pending webhook id.
     fn attempts_key(&self) -> String {
@@ -169,28 +178,11 @@ impl Store {
         }
     }
 
-    /// Entries not yet delivered: the largest over the groups of unread (`lag`) plus
-    /// pending; every entry when there is no group yet. Where Redis cannot say (`lag` is
-    /// nil after deletions, or Redis 6.2 has no `lag`), the stream length stands in: an
-    /// upper bound, so the backlog cap errs on the safe side.
+    /// Entries not yet delivered by the slowest group; every entry when there is no group.
     pub async fn backlog(&self) -> Result<u64, StoreError> {
         let groups = self.groups().await?;
-        let mut worst = 0;
-        let mut len = None;
-        if groups.is_empty() {
-            return self.len(&self.stream).await;
-        }
-        for g in &groups {
-            let unread = match g.lag {
-                Some(l) => l,
-                None => match len {
-                    Some(l) => l,
-                    None => *len.insert(self.len(&self.stream).await?),
-                },
-            };
-            worst = worst.max(unread + g.pending);
-        }
-        Ok(worst)
+        let len = self.len(&self.stream).await?;
+        Ok(groups.iter().map(|g| g.backlog(len)).max().unwrap_or(len))
     }
 
     /// `XLEN` of `key`.
@@ -262,6 +254,17 @@ mod tests {
         assert_eq!(parse_attempts(Some("3")), (3, 0));
         assert_eq!(parse_attempts(None), (0, 0));
         assert_eq!(parse_attempts(Some("x y")), (0, 0));
+    }
+
+    #[test]
+    fn backlog_is_unread_plus_pending_with_the_length_as_fallback() {
+        let g = |lag, pending| GroupInfo {
+            lag,
+            pending,
+            ..Default::default()
+        };
+        assert_eq!(g(Some(3), 2).backlog(100), 5);
+        assert_eq!(g(None, 2).backlog(100), 102);
     }
 
     #[test]

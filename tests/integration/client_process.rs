@@ -142,22 +142,9 @@ async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
         sink.wait_for(Duration::from_secs(75), delivered_by_b).await,
         "the survivor claimed and delivered every entry"
     );
-    let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg("p:claim")
-        .arg("relay")
-        .query(&mut redis.conn())
-        .unwrap();
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-                .arg("p:claim")
-                .arg("relay")
-                .query(&mut redis.conn())
-                .unwrap();
-            p.0 == 0
-        }),
-        "all acknowledged (was {})",
-        pending.0
+        wait_until(Duration::from_secs(10), || redis.pending("p:claim") == 0),
+        "all acknowledged"
     );
     signal(survivor.id(), "TERM");
     assert_eq!(wait_exit(&mut survivor, Duration::from_secs(10)), Some(0));

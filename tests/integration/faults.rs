@@ -233,22 +233,12 @@ async fn out_of_memory_is_503_never_200_then_recovers() {
     let _client = client_process(&redis, "f:oom", &sink.url(), &[]);
     let load = Load::start(addr, 100);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query(&mut redis.conn())
-        .unwrap();
+    redis.config_set("maxmemory", "1");
     tokio::time::sleep(Duration::from_millis(300)).await;
     let full = load.accepted();
     tokio::time::sleep(Duration::from_millis(1000)).await;
     assert_eq!(load.accepted(), full, "no 200 while Redis is out of memory");
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query(&mut redis.conn())
-        .unwrap();
+    redis.config_set("maxmemory", "0");
     recovery(&load, Duration::from_secs(3)).await;
     let ledger = load.stop().await;
     assert!(ledger.unavailable.load(Ordering::Relaxed) > 0);
@@ -341,16 +331,8 @@ async fn a_hanging_app_times_out_is_retried_and_nothing_sticks() {
     let ledger = load.stop().await;
     settle(&ledger, &sink, &redis, "f:hang", 0).await;
     assert_eq!(redis.xlen("f:hang:dlq"), 0);
-    let pending = || -> u64 {
-        let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg("f:hang")
-            .arg("relay")
-            .query(&mut redis.conn())
-            .unwrap();
-        p.0
-    };
     assert!(
-        wait_until(Duration::from_secs(10), || pending() == 0),
+        wait_until(Duration::from_secs(10), || redis.pending("f:hang") == 0),
         "nothing stuck pending"
     );
 }

@@ -98,22 +98,12 @@ async fn out_of_memory_is_503() {
     let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]);
     let relay = Relay::start(&redis, "t:oom").await;
     post_timed(&relay, b"fits").await.0.id();
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("1")
-        .query(&mut redis.conn())
-        .unwrap();
+    redis.config_set("maxmemory", "1");
     let (resp, _) = post_timed(&relay, b"no room").await;
     assert_eq!(resp.status, 503);
     assert!(resp.header("retry-after").is_some());
     assert_eq!(redis.xlen("t:oom"), 1);
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query(&mut redis.conn())
-        .unwrap();
+    redis.config_set("maxmemory", "0");
     post_timed(&relay, b"room again").await.0.id();
 }
 

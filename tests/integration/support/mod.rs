@@ -173,6 +173,26 @@ impl Redis {
             .expect("connect to test redis")
     }
 
+    /// Entries in the `relay` group's pending list of `stream`.
+    pub fn pending(&self, stream: &str) -> u64 {
+        let reply: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg("relay")
+            .query(&mut self.conn())
+            .expect("XPENDING");
+        reply.0
+    }
+
+    /// `CONFIG SET name value`.
+    pub fn config_set(&self, name: &str, value: &str) {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg(value)
+            .query(&mut self.conn())
+            .expect("CONFIG SET");
+    }
+
     pub fn xlen(&self, stream: &str) -> u64 {
         redis::cmd("XLEN")
             .arg(stream)
