@@ -12,6 +12,7 @@
 # measures another build, e.g. the glibc one from `cargo build --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$(pwd)
 runs=${1:-3}
 secs=${2:-10}
@@ -22,11 +23,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || need+=(nginx)
 [ -f /usr/lib/nginx/modules/ngx_http_lua_module.so ] || need+=(libnginx-mod-http-lua)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+apt_install "${need[@]}"
 cpus=$(nproc)
 pin_srv="taskset -c 0"; pin_load="taskset -c 1"
 if [ "$cpus" -lt 2 ]; then echo "note: 1 CPU, not pinning"; pin_srv=""; pin_load=""; fi
@@ -43,9 +40,6 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null \
-  || shuf -i 20000-60000 -n 1; }
-wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 redis_port=$(free_port)
 $pin_srv redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
@@ -74,7 +68,6 @@ measure() {
   printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/runs" | median)" \
     "$(cut -d' ' -f2 "$work/runs" | median)" "$(cut -d' ' -f3 "$work/runs" | median)"
 }
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 # --- the relay ---
 relay_port=$(free_port)

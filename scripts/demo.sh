@@ -6,6 +6,7 @@
 # Usage: scripts/demo.sh      (installs redis-server with apt-get when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$(pwd)
 fixtures=$root/tests/fixtures/meta
 
@@ -15,10 +16,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  apt_install "${need[@]}"
+  # Debian starts the packaged service; the demo starts its own Redis.
+  systemctl disable --now redis-server >/dev/null 2>&1 || true
 fi
 
 say "building (cargo build --release)"
@@ -34,17 +34,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM << 1 | RANDOM & 1) % 20000 + 30000 ))
-    (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_port() {
-  for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done
-  echo "port $1 never opened; logs in $work" >&2; exit 1
-}
 
 redis_port=$(free_port); server_port=$(free_port); server_admin=$(free_port)
 client_admin=$(free_port); sink_port=$(free_port)

@@ -6,10 +6,11 @@
 # Usage: scripts/soak.sh [SECONDS] [RATE]      (defaults: 600 s at 200 webhooks/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 root=$(pwd)
 secs=${1:-600}
 rate=${2:-200}
-command -v redis-server >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -qq redis-server >/dev/null; }
+command -v redis-server >/dev/null || apt_install redis-server
 cargo build --release --quiet
 cargo build --release --quiet --example bench_tool
 bin=$root/target/release/crm-relay
@@ -18,9 +19,6 @@ work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}" ${client_pid:-} ${redis_pid:-}; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || shuf -i 20000-60000 -n 1; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
-rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo "-"; }
 
 redis_port=$(free_port); server_port=$(free_port); sink_port=$(free_port)
 export REDIS_URL=redis://127.0.0.1:$redis_port RELAY_STREAM=soak RELAY_DLQ_STREAM=soak:dlq RUST_LOG=warn
@@ -50,7 +48,7 @@ printf '%6s %12s %12s\n' t server_kib client_kib
 t=0
 while kill -0 "$load_pid" 2>/dev/null; do
   sleep 10; t=$((t + 10))
-  printf '%6s %12s %12s\n' "$t" "$(rss "$server_pid")" "$(rss "$client_pid")"
+  printf '%6s %12s %12s\n' "$t" "$(rss_kb "$server_pid")" "$(rss_kb "$client_pid")"
   if [ $((t % 60)) -eq 0 ]; then
     kill -9 "$redis_pid"; wait "$redis_pid" 2>/dev/null || true
     sleep 2; start_redis; echo "       t=$t: Redis killed, restarted after 2 s"

@@ -1,0 +1,30 @@
+# Helpers shared by the scripts (sourced, not run): free ports, waiting for a port, RSS,
+# installing Debian packages when missing. Needs only bash.
+
+# A TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+  local p
+  while :; do
+    p=$(( (RANDOM << 1 | RANDOM & 1) % 20000 + 30000 ))
+    (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+
+# Waits up to 10 s for something to listen on 127.0.0.1:$1; exits the script otherwise.
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "port $1 never opened" >&2
+  exit 1
+}
+
+# Resident memory of process $1 in KiB (0 once it is gone).
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# apt-get install of the given packages (none: nothing to do), with sudo when not root.
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
