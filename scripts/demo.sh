@@ -59,8 +59,8 @@ RELAY_TARGET_URL=http://127.0.0.1:$sink_port/webhooks RELAY_ADMIN_LISTEN=127.0.0
 pids+=($!); wait_port "$client_admin"
 
 say "Meta's verification handshake"
-echo "GET /webhook?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=demo-token -> $(
-  curl -sS "http://127.0.0.1:$server_port/webhook?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=demo-token")"
+echo "GET /webhook/whatsapp?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=demo-token -> $(
+  curl -sS "http://127.0.0.1:$server_port/webhook/whatsapp?hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=demo-token")"
 
 say "sending the 10 signed Meta samples with curl (exact bytes: --data-binary @file)"
 # signatures.SYNTHETIC.json lists each "file" followed by its "X-Hub-Signature-256" (the

@@ -161,9 +161,9 @@ impl http::Handler for Ingest {
         // Everything that is not a webhook: health, handshake, 404, 405.
         self.metrics.requests.inc("other");
         match (route, req.head.method.as_str()) {
-            (Route::Webhook(""), "GET" | "HEAD") => self.handshake(&req.head),
-            (Route::Webhook(""), _) => Response::method_not_allowed("GET, HEAD, POST"),
-            (Route::Webhook(_), _) => Response::method_not_allowed("POST"),
+            // Meta calls the callback URL that was registered, with or without a source.
+            (Route::Webhook(_), "GET" | "HEAD") => self.handshake(&req.head),
+            (Route::Webhook(_), _) => Response::method_not_allowed("GET, HEAD, POST"),
             (Route::Health, "GET" | "HEAD") => self.health().await,
             (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
             (Route::NotFound, _) => Response::error(404, "not found"),

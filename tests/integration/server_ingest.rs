@@ -132,7 +132,27 @@ async fn unauthenticated_posts_get_401_and_store_nothing() {
 async fn meta_handshake() {
     let redis = Redis::start();
     let relay = Relay::start(&redis, "t:hs").await;
-    let get = |q: &str| format!("GET /webhook?{q} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
+    // Meta calls the callback URL the user registered: `/webhook` or `/webhook/<source>`.
+    for path in ["/webhook", "/webhook/whatsapp"] {
+        handshake_at(&relay, path).await;
+    }
+    assert_eq!(redis.xlen("t:hs"), 0, "a handshake stores nothing");
+
+    // Without a verify token the handshake does not exist.
+    let mut config = server_config(&redis.url(), "t:hs2");
+    config.verify_token = None;
+    let limits = crm_relay::server::limits(&config);
+    let bare = Relay::start_with(config, limits).await;
+    for path in ["/webhook", "/webhook/whatsapp"] {
+        let raw = format!(
+            "GET {path}?hub.mode=subscribe&hub.challenge=1&hub.verify_token=meatyhamhock HTTP/1.1\r\nHost: x\r\n\r\n"
+        );
+        assert_eq!(bare.request(raw.as_bytes()).await.status, 404, "{path}");
+    }
+}
+
+async fn handshake_at(relay: &Relay, path: &str) {
+    let get = |q: &str| format!("GET {path}?{q} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes();
     let ok = relay
         .request(&get(
             "hub.mode=subscribe&hub.challenge=1158201444&hub.verify_token=meatyhamhock",
@@ -153,20 +173,8 @@ async fn meta_handshake() {
         "hub.mode=subscribe&hub.challenge=1",
         "",
     ] {
-        assert_eq!(relay.request(&get(q)).await.status, 403, "{q}");
+        assert_eq!(relay.request(&get(q)).await.status, 403, "{path}?{q}");
     }
-
-    // Without a verify token the handshake does not exist.
-    let mut config = server_config(&redis.url(), "t:hs2");
-    config.verify_token = None;
-    let limits = crm_relay::server::limits(&config);
-    let bare = Relay::start_with(config, limits).await;
-    let resp = bare
-        .request(&get(
-            "hub.mode=subscribe&hub.challenge=1&hub.verify_token=meatyhamhock",
-        ))
-        .await;
-    assert_eq!(resp.status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,9 +211,9 @@ async fn health_routes_and_methods() {
             Some("GET, HEAD, POST"),
         ),
         (
-            b"GET /webhook/meta HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"DELETE /webhook/meta HTTP/1.1\r\nHost: x\r\n\r\n",
             405,
-            Some("POST"),
+            Some("GET, HEAD, POST"),
         ),
         (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404, None),
         (
