@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::dlq::Selection;
+use crate::ops::dlq::Selection;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]

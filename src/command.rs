@@ -7,14 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
-use crate::admin::{Admin, Role};
 use crate::cli::DlqCommand;
 use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig};
-use crate::dlq::{self, Outcome};
-use crate::durability::{self, Level};
 use crate::error::{ConfigError, Report};
 use crate::http::{self, Limits};
 use crate::metrics::{ClientMetrics, ServerMetrics};
+use crate::ops::admin::{Admin, Role};
+use crate::ops::dlq::{self, Outcome};
+use crate::ops::durability::{self, Level};
 use crate::shutdown::{self, Shutdown};
 use crate::stream::Store;
 use crate::{client, server};

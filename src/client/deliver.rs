@@ -1,7 +1,7 @@
 //! One delivery attempt: the stored record turned into the request the local app receives.
 
+use crate::client::policy::outcome::Attempt;
 use crate::http::client::{Client, OutRequest};
-use crate::outcome::Attempt;
 use crate::stream::{Entry, Record};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones we rewrite; never forwarded.

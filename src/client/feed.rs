@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::backoff::{Backoff, Rng};
+use crate::client::policy::backoff::{Backoff, Rng};
 use crate::shutdown::Shutdown;
 use crate::stream::{Entry, Reader, Store, StoreError, is_nogroup};
 

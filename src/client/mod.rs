@@ -7,7 +7,7 @@
 
 pub mod deliver;
 pub mod feed;
-pub mod jobs;
+pub mod policy;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,15 +16,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::backoff::Rng;
+use crate::client::policy::backoff::Rng;
+use crate::client::policy::outcome::{Attempt, Verdict, classify};
 use crate::config::ClientConfig;
 use crate::http::client::Client;
 use crate::metrics::ClientMetrics;
-use crate::outcome::{Attempt, Verdict, classify};
 use crate::shutdown::Shutdown;
 use crate::stream::{Reader, Record, Store, StoreError};
 use feed::{Feed, Incoming};
-use jobs::{Effect, Jobs, Policy, Start};
+use policy::jobs::{Effect, Jobs, Policy, Start};
 
 /// How often held entries are re-claimed (so other clients' `XAUTOCLAIM` leaves them alone)
 /// and failed Redis writes are retried.

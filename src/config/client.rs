@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{CommonConfig, Lookup, admin_listen, parse_count, parse_duration, parsed, var};
-use crate::backoff::Backoff;
+use crate::client::policy::backoff::Backoff;
 use crate::error::ConfigError;
 use crate::http::client::Target;
 

@@ -16,7 +16,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::chunked::ChunkedDecoder;
 use super::request::header_values;
-use crate::outcome::{Attempt, parse_retry_after};
+use crate::client::policy::outcome::{Attempt, parse_retry_after};
 
 /// Largest response head we read.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crm_relay::admin::Role;
+use crm_relay::ops::admin::Role;
 
 use crate::support::sink::{Answer, Sink};
 use crate::support::*;

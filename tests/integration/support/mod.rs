@@ -542,14 +542,18 @@ impl RelayClient {
 }
 
 /// An admin listener on `127.0.0.1:0` for `role`, over `stream` and `{stream}:dlq`.
-pub async fn start_admin(redis: &Redis, stream: &str, role: crm_relay::admin::Role) -> SocketAddr {
+pub async fn start_admin(
+    redis: &Redis,
+    stream: &str,
+    role: crm_relay::ops::admin::Role,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind admin");
     let addr = listener.local_addr().expect("admin addr");
     let store =
         Arc::new(Store::new(&crm_relay::config::Secret::new(redis.url()), stream).expect("store"));
-    let admin = crm_relay::admin::Admin {
+    let admin = crm_relay::ops::admin::Admin {
         role,
         store,
         dlq: format!("{stream}:dlq"),

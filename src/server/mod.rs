@@ -1,6 +1,9 @@
 //! `crm-relay server`: the public receiver. Routes requests, authenticates webhooks, stores
 //! them and answers `200` only once Redis has the entry.
 
+pub mod auth;
+pub mod retention;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -8,12 +11,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use crate::auth::Authenticator;
 use crate::config::{Secret, ServerConfig};
 use crate::http::{self, Head, Limits, Request, Response};
 use crate::metrics::ServerMetrics;
 use crate::shutdown::Shutdown;
 use crate::stream::{Record, Store, StoreError};
+use auth::Authenticator;
 
 /// Seconds a sender is asked to wait before retrying while Redis cannot take entries.
 const RETRY_AFTER_SECS: &str = "5";
@@ -194,8 +197,8 @@ pub async fn run(
         full,
         shutdown.clone(),
     ));
-    let every = crate::retention::interval(config.retention);
-    let trim = tokio::spawn(crate::retention::run(
+    let every = retention::interval(config.retention);
+    let trim = tokio::spawn(retention::run(
         store,
         config.retention,
         every,

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::dlq::{self, Selection};
 use crate::http::{self, Head, Request, Response};
 use crate::metrics::{ClientMetrics, ServerMetrics, gauge};
+use crate::ops::dlq::{self, Selection};
 use crate::stream::{Store, StoreError};
 
 /// Most dead letters one `GET /dlq` returns.

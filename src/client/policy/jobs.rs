@@ -16,9 +16,9 @@ use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backoff::{Backoff, Rng};
-use crate::breaker::{Breaker, Permit, Transition};
-use crate::outcome::{Attempt, Verdict, classify};
+use crate::client::policy::backoff::{Backoff, Rng};
+use crate::client::policy::breaker::{Breaker, Permit, Transition};
+use crate::client::policy::outcome::{Attempt, Verdict, classify};
 use crate::stream::{DeadLetter, Entry};
 
 /// The policy's knobs.
