@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::ops::dlq::Selection;
+use crate::stream::StreamId;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,7 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DlqCommand {
     List { limit: usize },
-    Show(String),
+    Show(StreamId),
     Replay(Selection),
     Purge(Selection),
 }
@@ -117,7 +118,10 @@ fn dlq(rest: &[&str]) -> Result<DlqCommand, String> {
             _ => Err("usage: dlq list [--limit N]".into()),
         },
         "show" => match args {
-            [id] if !id.starts_with('-') => Ok(DlqCommand::Show(id.to_string())),
+            [id] if !id.starts_with('-') => id
+                .parse()
+                .map(DlqCommand::Show)
+                .map_err(|_| format!("{id:?} is not a dead-letter id like 1764351234567-0")),
             _ => Err("usage: dlq show ID".into()),
         },
         "replay" => selection(args, "replay").map(DlqCommand::Replay),
@@ -168,7 +172,7 @@ mod tests {
         );
         assert_eq!(
             p(&["dlq", "show", "1-0"]).unwrap().command,
-            Command::Dlq(DlqCommand::Show("1-0".into()))
+            Command::Dlq(DlqCommand::Show("1-0".parse().unwrap()))
         );
         assert_eq!(
             p(&["dlq", "replay", "1-0", "2-0"]).unwrap().command,
@@ -185,6 +189,7 @@ mod tests {
             &["dlq"][..],
             &["dlq", "list", "--limit", "x"],
             &["dlq", "show"],
+            &["dlq", "show", "1000"],
             &["dlq", "replay"],
             &["dlq", "purge", "--all", "1-0"],
             &["dlq", "nuke"],

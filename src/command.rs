@@ -74,7 +74,6 @@ async fn start_role(
         let admin = Admin {
             role,
             store: store.clone(),
-            dlq: common.dlq_stream.clone(),
         };
         let limits = Limits::new(64 * 1024, 64);
         tokio::spawn(http::serve(
@@ -159,12 +158,13 @@ pub fn client(get: Lookup) -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             config.summary()
         );
-        match client::run(config, store, metrics, shutdown).await {
+        let _ = store;
+        match client::run(config, metrics, shutdown).await {
             Ok(()) => {
                 log::info!("client stopped");
                 ExitCode::SUCCESS
             }
-            Err(e) => fatal("setting up the consumer group", &e),
+            Err(e) => fatal("client", &e),
         }
     })
 }
@@ -198,7 +198,7 @@ pub fn check(get: Lookup) -> ExitCode {
             Ok(store) => durability::inspect(&store).await,
             Err(e) => vec![durability::Finding {
                 level: Level::Fail,
-                text: format!("cannot use redis: {e}"),
+                text: format!("cannot use redis: {}", Report(&e)),
             }],
         }
     });
@@ -241,14 +241,14 @@ pub fn dlq(get: Lookup, cmd: &DlqCommand) -> ExitCode {
         };
         let key = common.dlq_stream.as_str();
         match cmd {
-            DlqCommand::List { limit } => match store.dlq_list(key, *limit).await {
+            DlqCommand::List { limit } => match store.dlq_list(*limit).await {
                 Ok(entries) => {
                     print!("{}", dlq::table(&entries, unix_ms()));
                     ExitCode::SUCCESS
                 }
                 Err(e) => failed(&e),
             },
-            DlqCommand::Show(id) => match store.dlq_get(key, id).await {
+            DlqCommand::Show(id) => match store.dlq_get(*id).await {
                 Ok(Some(entry)) => {
                     print!("{}", dlq::show(&entry));
                     ExitCode::SUCCESS
@@ -259,8 +259,8 @@ pub fn dlq(get: Lookup, cmd: &DlqCommand) -> ExitCode {
                 }
                 Err(e) => failed(&e),
             },
-            DlqCommand::Replay(sel) => report(dlq::replay(&store, key, sel).await, "replayed"),
-            DlqCommand::Purge(sel) => report(dlq::purge(&store, key, sel).await, "purged"),
+            DlqCommand::Replay(sel) => report(dlq::replay(&store, sel).await, "replayed"),
+            DlqCommand::Purge(sel) => report(dlq::purge(&store, sel).await, "purged"),
         }
     })
 }

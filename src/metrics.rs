@@ -137,10 +137,28 @@ impl ServerMetrics {
     }
 }
 
+/// A counter without labels.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// The client's metrics.
 pub struct ClientMetrics {
-    /// `relay_deliveries_total{outcome="delivered|retried|dead_lettered"}`.
-    pub deliveries: Counters<3>,
+    /// `relay_deliveries_total{outcome="delivered|retried|throttled|dead_lettered"}`.
+    pub deliveries: Counters<4>,
+    /// `relay_uncounted_failures_total`: failures not counted for lack of evidence.
+    pub uncounted: Counter,
+    /// `relay_held`: webhooks this client holds (in flight, ready, or waiting for a retry).
+    pub held: AtomicU64,
     /// `relay_delivery_seconds`: one attempt, request to response.
     pub delivery: Histogram,
     /// `relay_end_to_end_seconds`: from `received_at` to the target's 2xx.
@@ -152,7 +170,9 @@ pub struct ClientMetrics {
 impl Default for ClientMetrics {
     fn default() -> Self {
         ClientMetrics {
-            deliveries: Counters::new(["delivered", "retried", "dead_lettered"]),
+            deliveries: Counters::new(["delivered", "retried", "throttled", "dead_lettered"]),
+            uncounted: Counter::default(),
+            held: AtomicU64::new(0),
             delivery: Histogram::new(&TIME_BUCKETS),
             end_to_end: Histogram::new(&E2E_BUCKETS),
             breaker_open: AtomicBool::new(false),
@@ -176,6 +196,17 @@ impl ClientMetrics {
             "relay_end_to_end_seconds",
             "Time from the server receiving a webhook to its delivery.",
             out,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP relay_uncounted_failures_total Failed attempts not counted toward RELAY_MAX_ATTEMPTS: nothing showed the target was up.\n# TYPE relay_uncounted_failures_total counter\nrelay_uncounted_failures_total {}",
+            self.uncounted.get()
+        );
+        gauge(
+            out,
+            "relay_held",
+            "Webhooks this client holds: in flight, ready, or waiting for a retry.",
+            self.held.load(Ordering::Relaxed),
         );
         gauge(
             out,

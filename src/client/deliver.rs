@@ -1,11 +1,15 @@
-//! One delivery attempt: the stored record turned into the request the local app receives.
+//! One delivery attempt: the stored record turned into the request the local app receives,
+//! and what came back turned into what the policy needs.
 
 use crate::client::policy::outcome::Attempt;
-use crate::http::client::{Client, OutRequest};
+use crate::http::client::{Answer, Client, OutRequest, SendError};
 use crate::stream::{Entry, Record};
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and the ones we rewrite; never forwarded.
-const DROPPED: [&str; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), the ones we rewrite, and `Expect` (the relay sends
+/// the body at once and never waits for `100 Continue`; an app or proxy answering `417` to
+/// the sender's `Expect` would dead-letter the webhook). Never forwarded; kept in the record.
+const DROPPED: [&str; 9] = [
+    "expect",
     "connection",
     "keep-alive",
     "transfer-encoding",
@@ -65,15 +69,62 @@ fn valid_field(name: &str, value: &str) -> bool {
         && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
 }
 
+/// What one attempt produced: the policy's view, and the app's answer when there was one
+/// (its status and first bytes, for log lines).
+#[derive(Debug)]
+pub struct Outcome {
+    pub attempt: Attempt,
+    pub answer: Option<Answer>,
+}
+
 /// Sends attempt number `attempt` of `entry` through `client`.
-pub async fn deliver(client: &Client, entry: &Entry, record: &Record, attempt: u32) -> Attempt {
-    let headers = forward_headers(record, &entry.relay_id(), attempt);
+pub async fn deliver(client: &Client, entry: &Entry, attempt: u32) -> Outcome {
+    let record = match entry.fields.as_deref().map(Record::from_fields) {
+        Some(Ok(record)) => record,
+        // Checked on intake; kept total so a bug costs one attempt, not a panic.
+        _ => {
+            return Outcome {
+                attempt: Attempt::Lost("undecodable record".into()),
+                answer: None,
+            };
+        }
+    };
+    let headers = forward_headers(&record, &entry.relay_id(), attempt);
     let req = OutRequest {
         method: &record.method,
         headers: &headers,
         body: &record.body,
     };
-    client.send(&req).await
+    match client.send(&req).await {
+        Ok(answer) => Outcome {
+            attempt: Attempt::Answered {
+                status: answer.status,
+                retry_after: answer.retry_after(),
+            },
+            answer: Some(answer),
+        },
+        Err(e) => Outcome {
+            attempt: match e {
+                SendError::Connect(_) | SendError::Tls(_) => Attempt::Unreachable(e.to_string()),
+                SendError::Lost(_) | SendError::Timeout(_) => Attempt::Lost(e.to_string()),
+            },
+            answer: None,
+        },
+    }
+}
+
+/// The start of an answer's body as printable text for a log line (at most `max` chars).
+pub fn body_excerpt(answer: &Answer, max: usize) -> String {
+    let text = String::from_utf8_lossy(&answer.body_start);
+    let mut out: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out.trim().to_owned()
 }
 
 #[cfg(test)]
@@ -108,6 +159,7 @@ mod tests {
             ("Trailer", "X"),
             ("Upgrade", "h2c"),
             ("Proxy-Authorization", "x"),
+            ("Expect", "100-continue"),
             ("Content-Length", "2"),
             ("x-a", "2"),
             ("X-Relay-Id", "forged"),

@@ -31,7 +31,9 @@ pub struct ClientConfig {
     pub breaker_cooldown: Duration,
     /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
     pub admin_listen: Option<std::net::SocketAddr>,
-    /// TLS settings for an `https://` target: bundled roots plus `RELAY_CA_FILE`.
+    /// `RELAY_TARGET_HEALTH_URL`: a `GET` whose 2xx is evidence that the target is up.
+    pub health: Option<Target>,
+    /// TLS settings for `https://` targets: bundled roots plus `RELAY_CA_FILE`.
     pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
@@ -46,7 +48,11 @@ impl ClientConfig {
         })?;
         let target =
             Target::parse(url.trim()).map_err(|e| ConfigError::new("RELAY_TARGET_URL", e))?;
-        let tls = match target.tls {
+        let health = var(get, "RELAY_TARGET_HEALTH_URL")
+            .map(|u| Target::parse(u.trim()))
+            .transpose()
+            .map_err(|e| ConfigError::new("RELAY_TARGET_HEALTH_URL", e))?;
+        let tls = match target.tls || health.as_ref().is_some_and(|h| h.tls) {
             false => None,
             true => Some(
                 crate::tls::client_config(common.ca_pem.as_deref())
@@ -83,6 +89,7 @@ impl ClientConfig {
             breaker_threshold: small("RELAY_BREAKER_THRESHOLD", "5")?,
             breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
             admin_listen: admin_listen(get, "127.0.0.1:9091")?,
+            health,
             tls,
         })
     }
@@ -91,8 +98,11 @@ impl ClientConfig {
     /// Redis URL, shown without credentials).
     pub fn summary(&self) -> String {
         format!(
-            "target={} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            "target={} health={} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
             self.target.display(),
+            self.health
+                .as_ref()
+                .map_or_else(|| "off".to_owned(), Target::display),
             self.admin_listen
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             self.common.redis_display(),

@@ -24,7 +24,6 @@ pub enum Role {
 pub struct Admin {
     pub role: Role,
     pub store: Arc<Store>,
-    pub dlq: String,
 }
 
 impl http::Handler for Admin {
@@ -105,7 +104,7 @@ impl Admin {
                 let _ = writeln!(out, "relay_pending{{group=\"{}\"}} {}", g.name, g.pending);
             }
         }
-        if let Ok(n) = self.store.len(&self.dlq).await {
+        if let Ok(n) = self.store.len(self.store.dlq()).await {
             gauge(
                 out,
                 "relay_dlq_length",
@@ -130,7 +129,7 @@ impl Admin {
             Some(Ok(n)) if (1..=MAX_LIST).contains(&n) => n,
             Some(_) => return Response::error(400, "limit must be 1..1000"),
         };
-        match self.store.dlq_list(&self.dlq, limit).await {
+        match self.store.dlq_list(limit).await {
             Ok(entries) => {
                 let list: Vec<Value> = entries.iter().map(dlq::summary_json).collect();
                 Response::json(200, json!({ "entries": list }).to_string())
@@ -140,7 +139,10 @@ impl Admin {
     }
 
     async fn show(&self, id: &str) -> Response {
-        match self.store.dlq_get(&self.dlq, id).await {
+        let Ok(id) = id.parse() else {
+            return Response::error(404, "no such dead letter");
+        };
+        match self.store.dlq_get(id).await {
             Ok(Some(entry)) => Response::json(200, dlq::detail_json(&entry).to_string()),
             Ok(None) => Response::error(404, "no such dead letter"),
             Err(StoreError::Refused(_)) => Response::error(404, "no such dead letter"),
@@ -153,7 +155,7 @@ impl Admin {
             Ok(s) => s,
             Err(why) => return Response::error(400, why),
         };
-        match dlq::replay(&self.store, &self.dlq, &sel).await {
+        match dlq::replay(&self.store, &sel).await {
             Ok(out) => {
                 for (id, new_id) in &out.done {
                     log::info!("replayed dead letter {id} as {new_id}");
@@ -174,7 +176,7 @@ impl Admin {
     }
 
     async fn delete(&self, id: &str) -> Response {
-        match dlq::purge(&self.store, &self.dlq, &Selection::Ids(vec![id.to_owned()])).await {
+        match dlq::purge(&self.store, &Selection::Ids(vec![id.to_owned()])).await {
             Ok(out) if out.unknown.is_empty() => {
                 log::info!("purged dead letter {id}");
                 Response::json(200, json!({ "deleted": id }).to_string())
@@ -202,6 +204,6 @@ fn selection(body: &[u8]) -> Result<Selection, &'static str> {
 }
 
 fn unavailable(e: &StoreError) -> Response {
-    log::warn!("admin request failed: {e}");
+    log::warn!("admin request failed: {}", crate::error::Report(e));
     Response::error(503, "redis unavailable").with_header("Retry-After", "5")
 }

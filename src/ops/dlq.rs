@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::stream::{Entry, Store, StoreError, valid_id};
+use crate::stream::{Entry, Store, StoreError, StreamId};
 
 /// Which dead letters an operation applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,38 +24,46 @@ pub struct Outcome {
 }
 
 /// Puts dead letters back on the main stream (new id, same content) and removes them.
-pub async fn replay(store: &Store, dlq: &str, sel: &Selection) -> Result<Outcome, StoreError> {
+pub async fn replay(store: &Store, sel: &Selection) -> Result<Outcome, StoreError> {
     let mut out = Outcome::default();
-    for id in ids(store, dlq, sel).await? {
-        if !valid_id(&id) {
-            out.unknown.push(id);
-            continue;
-        }
-        match store.dlq_replay(dlq, &id).await? {
-            Some(new_id) => out.done.push((id, new_id)),
-            None => out.unknown.push(id),
+    for (raw, id) in ids(store, sel).await? {
+        match id {
+            Some(id) => match store.dlq_replay(id).await? {
+                Some(new_id) => out.done.push((raw, new_id)),
+                None => out.unknown.push(raw),
+            },
+            None => out.unknown.push(raw),
         }
     }
     Ok(out)
 }
 
 /// Deletes dead letters.
-pub async fn purge(store: &Store, dlq: &str, sel: &Selection) -> Result<Outcome, StoreError> {
+pub async fn purge(store: &Store, sel: &Selection) -> Result<Outcome, StoreError> {
     let mut out = Outcome::default();
-    for id in ids(store, dlq, sel).await? {
-        if valid_id(&id) && store.dlq_delete(dlq, &id).await? {
-            out.done.push((id, String::new()));
-        } else {
-            out.unknown.push(id);
+    for (raw, id) in ids(store, sel).await? {
+        match id {
+            Some(id) if store.dlq_delete(id).await? => out.done.push((raw, String::new())),
+            _ => out.unknown.push(raw),
         }
     }
     Ok(out)
 }
 
-async fn ids(store: &Store, dlq: &str, sel: &Selection) -> Result<Vec<String>, StoreError> {
+/// The selected ids as given, each with its parsed form: only full `<ms>-<seq>` ids name a
+/// dead letter (a bare `1000` is unknown, never a range).
+async fn ids(
+    store: &Store,
+    sel: &Selection,
+) -> Result<Vec<(String, Option<StreamId>)>, StoreError> {
     match sel {
-        Selection::Ids(ids) => Ok(ids.clone()),
-        Selection::All => store.dlq_ids(dlq).await,
+        Selection::Ids(ids) => Ok(ids.iter().map(|i| (i.clone(), i.parse().ok())).collect()),
+        Selection::All => Ok(store
+            .dlq_ids()
+            .await?
+            .into_iter()
+            .map(|id| (id.to_string(), Some(id)))
+            .collect()),
     }
 }
 

@@ -33,7 +33,10 @@ const MIN_VERSION: (u32, u32) = (6, 2);
 pub async fn inspect(store: &Store) -> Vec<Finding> {
     let version = match store.redis_version().await {
         Ok(v) => v,
-        Err(e) => return vec![f(Level::Fail, format!("cannot use redis: {e}"))],
+        Err(e) => {
+            let e = crate::error::Report(&e);
+            return vec![f(Level::Fail, format!("cannot use redis: {e}"))];
+        }
     };
     let mut out = vec![version_finding(&version)];
     match settings(store).await {

@@ -262,8 +262,8 @@ fn valid_source(s: &str) -> bool {
 /// `503` with `Retry-After`: the sender keeps the webhook and tries again.
 fn unavailable(e: &StoreError, what: &str) -> Response {
     match e {
-        StoreError::Refused(_) => log::warn!("{what}: {e}"),
-        _ => log::debug!("{what}: {e}"),
+        StoreError::Refused(_) => log::warn!("{what}: {}", crate::error::Report(e)),
+        _ => log::debug!("{what}: {}", crate::error::Report(e)),
     }
     Response::error(503, "storage unavailable").with_header("Retry-After", RETRY_AFTER_SECS)
 }

@@ -69,7 +69,7 @@ pub async fn run(store: Arc<Store>, retention: Duration, every: Duration, mut sh
             _ = tick.tick() => match trim_once(&store, retention).await {
                 Ok(0) => {}
                 Ok(n) => log::info!("retention: trimmed {n} delivered entries older than {retention:?}"),
-                Err(e) => log::debug!("retention pass skipped: {e}"),
+                Err(e) => log::debug!("retention pass skipped: {}", crate::error::Report(&e)),
             },
             _ = shutdown.wait() => return,
         }

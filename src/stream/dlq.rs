@@ -3,7 +3,7 @@
 use redis::Value;
 
 use super::record::{Entry, bytes, parse_entries};
-use super::{Store, StoreError};
+use super::{Store, StoreError, StreamId};
 
 /// Replay in one atomic script: copy the dead letter's original fields back to the main stream
 /// (new id) with `origin_id` (the first stored id, so `X-Relay-Id` stays stable) and
@@ -26,80 +26,65 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 return id
 ";
 
-/// Whether `id` has the shape of a stream id (`ms-seq` or `ms`).
-pub fn valid_id(id: &str) -> bool {
-    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-    !ms.is_empty()
-        && !seq.is_empty()
-        && ms.bytes().all(|b| b.is_ascii_digit())
-        && seq.bytes().all(|b| b.is_ascii_digit())
-}
-
 impl Store {
     /// The newest `limit` entries of `dlq`, newest first.
-    pub async fn dlq_list(&self, dlq: &str, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    pub async fn dlq_list(&self, limit: usize) -> Result<Vec<Entry>, StoreError> {
         let mut cmd = redis::cmd("XREVRANGE");
-        cmd.arg(dlq).arg("+").arg("-").arg("COUNT").arg(limit);
+        cmd.arg(&self.keys.dlq)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit);
         let reply: Value = self.run(&cmd).await?;
         parse_entries(&reply).map_err(StoreError::Protocol)
     }
 
     /// Every id in `dlq`, oldest first.
-    pub async fn dlq_ids(&self, dlq: &str) -> Result<Vec<String>, StoreError> {
+    pub async fn dlq_ids(&self) -> Result<Vec<StreamId>, StoreError> {
         let mut ids = Vec::new();
         let mut from = "-".to_owned();
         loop {
             let mut cmd = redis::cmd("XRANGE");
-            cmd.arg(dlq).arg(&from).arg("+").arg("COUNT").arg(1000);
+            cmd.arg(&self.keys.dlq)
+                .arg(&from)
+                .arg("+")
+                .arg("COUNT")
+                .arg(1000);
             let reply: Value = self.run(&cmd).await?;
             let page = parse_entries(&reply).map_err(StoreError::Protocol)?;
             let Some(last) = page.last() else {
                 return Ok(ids);
             };
             from = format!("({}", last.id);
-            ids.extend(page.into_iter().map(|e| e.id));
+            ids.extend(page.iter().map(Entry::stream_id));
         }
     }
 
     /// One dead letter, if it exists.
-    pub async fn dlq_get(&self, dlq: &str, id: &str) -> Result<Option<Entry>, StoreError> {
+    pub async fn dlq_get(&self, id: StreamId) -> Result<Option<Entry>, StoreError> {
+        let id = id.to_string();
         let mut cmd = redis::cmd("XRANGE");
-        cmd.arg(dlq).arg(id).arg(id);
+        cmd.arg(&self.keys.dlq).arg(&id).arg(&id);
         let reply: Value = self.run(&cmd).await?;
         Ok(parse_entries(&reply).map_err(StoreError::Protocol)?.pop())
     }
 
     /// Moves a dead letter back to the main stream; the new id, or `None` if unknown.
-    pub async fn dlq_replay(&self, dlq: &str, id: &str) -> Result<Option<String>, StoreError> {
+    pub async fn dlq_replay(&self, id: StreamId) -> Result<Option<String>, StoreError> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(REPLAY_SCRIPT)
             .arg(2)
-            .arg(dlq)
-            .arg(&self.stream)
-            .arg(id);
+            .arg(&self.keys.dlq)
+            .arg(&self.keys.stream)
+            .arg(id.to_string());
         let reply: Value = self.run(&cmd).await?;
         Ok(bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
     }
 
     /// Deletes a dead letter; false if it did not exist.
-    pub async fn dlq_delete(&self, dlq: &str, id: &str) -> Result<bool, StoreError> {
+    pub async fn dlq_delete(&self, id: StreamId) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("XDEL");
-        cmd.arg(dlq).arg(id);
+        cmd.arg(&self.keys.dlq).arg(id.to_string());
         Ok(self.run::<u64>(&cmd).await? == 1)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stream_ids() {
-        for ok in ["1-0", "1700000000000-12", "5"] {
-            assert!(valid_id(ok), "{ok}");
-        }
-        for bad in ["", "-", "1-", "-1", "a-1", "1-1-1", "1 -0", "+", "$"] {
-            assert!(!valid_id(bad), "{bad}");
-        }
     }
 }

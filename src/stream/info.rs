@@ -24,7 +24,7 @@ impl Store {
     /// The smallest id in `group`'s pending list, if any (`XPENDING` summary form).
     pub async fn oldest_pending(&self, group: &str) -> Result<Option<String>, StoreError> {
         let reply: redis::Value = self
-            .run(redis::cmd("XPENDING").arg(&self.stream).arg(group))
+            .run(redis::cmd("XPENDING").arg(&self.keys.stream).arg(group))
             .await?;
         let redis::Value::Array(parts) = reply else {
             return Err(StoreError::Protocol(
@@ -41,7 +41,7 @@ impl Store {
     pub async fn trim_below(&self, min_id: &str) -> Result<u64, StoreError> {
         self.run(
             redis::cmd("XTRIM")
-                .arg(&self.stream)
+                .arg(&self.keys.stream)
                 .arg("MINID")
                 .arg("=")
                 .arg(min_id),

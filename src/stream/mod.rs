@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client};
@@ -13,31 +13,36 @@ use crate::config::Secret;
 
 mod dlq;
 mod group;
+mod id;
 mod info;
+mod link;
 mod reader;
 mod record;
 
-pub use dlq::valid_id;
-pub use group::{Claimed, GroupInfo};
+pub use group::{Claimed, DeadLettered, GroupInfo, Stored};
+pub use id::{BadId, StreamId};
+pub use link::LinkSpeed;
 pub use reader::Reader;
 pub use record::{DeadLetter, Entry, Record, parse_entries};
 
-/// Deadline for one whole Redis operation, connecting included: a dead or frozen Redis must
-/// turn into a `503` well within the ~2 s a sender can be kept waiting.
+/// Deadline for one small Redis operation, connecting included: a dead or frozen Redis must
+/// turn into a `503` well within the ~2 s a sender can be kept waiting. Calls that carry a
+/// body get more: see `LinkSpeed`.
 pub const OP_DEADLINE: Duration = Duration::from_millis(1800);
 /// Connect timeout (the redis crate default of 0.2x is none at all).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Response timeout of the shared connection; below `OP_DEADLINE`.
-const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1500);
+/// The connection's own response timeout: only a backstop, every call carries its own
+/// deadline (which grows with its bytes, so it cannot be one fixed value here).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Why Redis did not take or answer a command.
 #[derive(Debug)]
 pub enum StoreError {
     /// No answer within the deadline.
-    Timeout,
+    Timeout(Duration),
     /// Could not connect, or the connection broke.
     Connection(redis::RedisError),
-    /// Redis answered with an error (`OOM`, `MISCONF`, `WRONGTYPE`, …).
+    /// Redis answered with an error (`OOM`, `MISCONF`, `WRONGTYPE`, `NOPERM`, …).
     Refused(redis::RedisError),
     /// Redis answered something this code does not understand.
     Protocol(String),
@@ -46,15 +51,47 @@ pub enum StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Timeout => write!(f, "redis did not answer within {OP_DEADLINE:?}"),
-            StoreError::Connection(e) => write!(f, "redis connection failed: {e}"),
-            StoreError::Refused(e) => write!(f, "redis refused the command: {e}"),
+            StoreError::Timeout(d) => write!(f, "redis did not answer within {d:?}"),
+            StoreError::Connection(_) => f.write_str("redis connection failed"),
+            StoreError::Refused(_) => f.write_str("redis refused the command"),
             StoreError::Protocol(what) => write!(f, "unexpected redis reply: {what}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Connection(e) | StoreError::Refused(e) => Some(e),
+            StoreError::Timeout(_) | StoreError::Protocol(_) => None,
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether Redis itself answered (an error reply): the connection is fine.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, StoreError::Refused(_) | StoreError::Protocol(_))
+    }
+
+    /// The Redis error code (`OOM`, `NOGROUP`, …) of a refusal.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            StoreError::Refused(e) => e.code(),
+            _ => None,
+        }
+    }
+}
+
+/// The keys the relay uses. The hash tag in the default stream name keeps all of them in one
+/// cluster slot, as Lua scripts that touch several require.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    /// `RELAY_STREAM`.
+    pub stream: String,
+    /// `RELAY_DLQ_STREAM`.
+    pub dlq: String,
+}
 
 /// A command or a pipeline, run the same way.
 #[derive(Clone, Copy)]
@@ -63,42 +100,52 @@ enum Query<'a> {
     Pipe(&'a redis::Pipeline),
 }
 
-/// The shared connection to Redis and the stream it writes to.
+/// The shared connection to Redis and the keys it works on.
 ///
 /// Every call carries a deadline. A connection that failed or timed out is dropped and the
 /// next call reconnects (one caller at a time), so the server heals by itself when Redis
 /// comes back, also from a frozen Redis that never closed its sockets.
 pub struct Store {
     client: Client,
-    stream: String,
+    keys: Keys,
+    /// The consumer group, for the client's commands.
+    group: Option<String>,
     /// The current connection with a generation number, so a failure only drops the
     /// connection it happened on, not a fresh one another task just made.
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
     connecting: tokio::sync::Mutex<u64>,
     up: AtomicBool,
+    link: LinkSpeed,
 }
 
 impl Store {
-    /// A store for `stream`; connects lazily, so the server starts even while Redis is down.
-    pub fn new(url: &Secret, stream: &str) -> Result<Self, StoreError> {
-        Self::with_ca(url, None, stream)
-    }
-
-    /// A store for the configured Redis and main stream.
-    pub fn from_config(config: &crate::config::CommonConfig) -> Result<Self, StoreError> {
-        Self::with_ca(&config.redis_url, config.ca_pem.as_deref(), &config.stream)
-    }
-
-    /// Like `new`, trusting `ca` (PEM) for `rediss://`.
-    pub fn with_ca(url: &Secret, ca: Option<&[u8]>, stream: &str) -> Result<Self, StoreError> {
-        let client = open_client(url, ca)?;
+    /// A store for `keys`; connects lazily, so a role starts even while Redis is down. With
+    /// `ca` (PEM), a `rediss://` connection trusts exactly those roots.
+    pub fn new(url: &Secret, ca: Option<&[u8]>, keys: Keys) -> Result<Self, StoreError> {
         Ok(Store {
-            client,
-            stream: stream.to_owned(),
+            client: open_client(url, ca)?,
+            keys,
+            group: None,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(0),
             up: AtomicBool::new(true),
+            link: LinkSpeed::default(),
         })
+    }
+
+    /// A store for the configured Redis and keys.
+    pub fn from_config(config: &crate::config::CommonConfig) -> Result<Self, StoreError> {
+        let keys = Keys {
+            stream: config.stream.clone(),
+            dlq: config.dlq_stream.clone(),
+        };
+        Self::new(&config.redis_url, config.ca_pem.as_deref(), keys)
+    }
+
+    /// The same store acting for consumer group `group`.
+    pub fn with_group(mut self, group: &str) -> Self {
+        self.group = Some(group.to_owned());
+        self
     }
 
     /// Whether the last operation reached Redis.
@@ -108,15 +155,27 @@ impl Store {
 
     /// The main stream's key.
     pub fn stream(&self) -> &str {
-        &self.stream
+        &self.keys.stream
     }
 
-    /// Appends `record` to the stream; returns its id once Redis has it.
+    /// The dead-letter stream's key.
+    pub fn dlq(&self) -> &str {
+        &self.keys.dlq
+    }
+
+    /// The consumer group (only the client sets one).
+    fn group_name(&self) -> &str {
+        self.group.as_deref().unwrap_or("relay")
+    }
+
+    /// Appends `record` to the stream; returns its id once Redis has it. The deadline grows
+    /// with the body: a large webhook over a slow link to Redis is stored, not answered 503
+    /// while it lands anyway.
     pub async fn append(&self, record: &Record) -> Result<String, StoreError> {
         let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.stream).arg("*");
+        cmd.arg(&self.keys.stream).arg("*");
         record.write_fields(&mut cmd);
-        self.run(&cmd).await
+        self.run_sized(&cmd, record.body.len()).await
     }
 
     /// `PING`, for health checks.
@@ -124,20 +183,36 @@ impl Store {
         self.run::<String>(&redis::cmd("PING")).await.map(drop)
     }
 
-    /// Runs one command on the shared connection within `OP_DEADLINE`.
+    /// Runs one small command on the shared connection within `OP_DEADLINE`.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        self.exec(Query::Cmd(cmd)).await
+        self.exec(Query::Cmd(cmd), 0).await
     }
 
-    /// Runs a pipeline (atomic when built with `.atomic()`) within `OP_DEADLINE`.
+    /// Runs a command that carries or returns about `bytes` bytes.
+    async fn run_sized<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        bytes: usize,
+    ) -> Result<T, StoreError> {
+        self.exec(Query::Cmd(cmd), bytes).await
+    }
+
+    /// Runs a pipeline (atomic when built with `.atomic()`) carrying about `bytes` bytes.
     async fn run_pipe<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
+        bytes: usize,
     ) -> Result<T, StoreError> {
-        self.exec(Query::Pipe(pipe)).await
+        self.exec(Query::Pipe(pipe), bytes).await
     }
 
-    async fn exec<T: redis::FromRedisValue>(&self, query: Query<'_>) -> Result<T, StoreError> {
+    async fn exec<T: redis::FromRedisValue>(
+        &self,
+        query: Query<'_>,
+        bytes: usize,
+    ) -> Result<T, StoreError> {
+        let deadline = self.link.deadline(OP_DEADLINE, bytes);
+        let started = Instant::now();
         let attempt = async {
             let (generation, mut conn) = self.connection().await?;
             let reply = match query {
@@ -146,27 +221,31 @@ impl Store {
             };
             reply.map_err(|e| (generation, e))
         };
-        let result = match tokio::time::timeout(OP_DEADLINE, attempt).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err((generation, e))) => Err(self.classify(generation, e)),
+        let result = match tokio::time::timeout(deadline, attempt).await {
+            Ok(Ok(v)) => {
+                self.link.observe(bytes, started.elapsed());
+                Ok(v)
+            }
+            Ok(Err((generation, e))) => Err(self.classify(generation, e, deadline)),
             Err(_) => {
                 // A timed-out command may still run on the server; the socket may be dead
                 // without anyone noticing (frozen Redis): start over on a new one.
                 self.drop_connection(None);
-                Err(StoreError::Timeout)
+                self.link.timed_out(bytes);
+                Err(StoreError::Timeout(deadline))
             }
         };
         self.note(&result);
         result
     }
 
-    fn classify(&self, generation: u64, e: redis::RedisError) -> StoreError {
+    fn classify(&self, generation: u64, e: redis::RedisError, deadline: Duration) -> StoreError {
         if e.code().is_some() && !e.is_connection_dropped() {
             StoreError::Refused(e)
         } else {
             self.drop_connection(Some(generation));
             if e.is_timeout() {
-                StoreError::Timeout
+                StoreError::Timeout(deadline)
             } else {
                 StoreError::Connection(e)
             }
@@ -182,12 +261,9 @@ impl Store {
         if let Some(c) = self.current.lock().expect("store lock poisoned").clone() {
             return Ok(c);
         }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
         let conn = self
             .client
-            .get_multiplexed_async_connection_with_config(&config)
+            .get_multiplexed_async_connection_with_config(&connection_config(CONNECT_TIMEOUT))
             .await
             .map_err(|e| (*generation, e))?;
         *generation += 1;
@@ -207,18 +283,27 @@ impl Store {
     /// Logs Redis going away and coming back, once per change.
     fn note<T>(&self, result: &Result<T, StoreError>) {
         match result {
-            Ok(_) | Err(StoreError::Refused(_) | StoreError::Protocol(_)) => {
+            Err(e) if !e.is_refusal() => {
+                if self.up.swap(false, Ordering::Relaxed) {
+                    log::warn!("redis unreachable: {}", crate::error::Report(e));
+                }
+            }
+            _ => {
                 if !self.up.swap(true, Ordering::Relaxed) {
                     log::info!("redis reachable again");
                 }
             }
-            Err(e) => {
-                if self.up.swap(false, Ordering::Relaxed) {
-                    log::warn!("redis unreachable: {e}");
-                }
-            }
         }
     }
+}
+
+/// Connection settings: an explicit connect timeout, and a response timeout that is only a
+/// backstop (each call has its own deadline). See PITFALLS: the crate's defaults differ
+/// between versions.
+fn connection_config(connect: Duration) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
 }
 
 /// A client for `url`; the URL (it may hold a password) never appears in the error.
@@ -241,5 +326,5 @@ fn open_client(url: &Secret, ca: Option<&[u8]>) -> Result<Client, StoreError> {
 
 /// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).
 pub fn is_nogroup(e: &StoreError) -> bool {
-    matches!(e, StoreError::Refused(r) if r.code() == Some("NOGROUP"))
+    e.code() == Some("NOGROUP")
 }

@@ -1,29 +1,69 @@
-//! The blocking `XREADGROUP` on a connection of its own: on the shared multiplexed connection
-//! a blocked read would hold up every other command.
+//! The blocking `XREADGROUP … >` on a connection of its own (on the shared multiplexed
+//! connection a blocked read would hold up every other command), with batches bounded by
+//! bytes as well as count: Redis has no byte limit for a read, so the reader sizes its `COUNT`
+//! from the entries it has seen, gives the reply a deadline that grows with the bytes it
+//! expects, and after a timeout asks for fewer, larger-assumed entries.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::{Client, Value};
 
+use super::link::LinkSpeed;
 use super::record::{Entry, parse_entries};
-use super::{StoreError, open_client};
+use super::{StoreError, connection_config, open_client};
 use crate::config::Secret;
 
 /// How long one `XREADGROUP … BLOCK` waits for new entries. Short enough to notice shutdown
 /// and lost connections promptly.
 pub const BLOCK: Duration = Duration::from_secs(2);
-/// The reader's response timeout: above `BLOCK`, so a normal empty wait is never a timeout.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(7);
+/// The part of a read's deadline that is not transfer time.
+const BASE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A read aims at about this many bytes.
+const READ_BYTES: usize = 1024 * 1024;
+/// Most entries asked for at once.
+const MAX_BATCH: usize = 256;
+/// Entries are assumed this large until some are seen.
+const INITIAL_ENTRY: usize = 4 * 1024;
+const MAX_ENTRY_GUESS: usize = 512 * 1024 * 1024;
 
-/// One consumer's reader of the main stream.
+/// What the reader believes an entry weighs: as large as the largest recently seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Budget {
+    entry_bytes: usize,
+}
+
+impl Budget {
+    /// Entries to ask for when `want` fit in memory.
+    fn count(&self, want: usize) -> usize {
+        (READ_BYTES / self.entry_bytes)
+            .clamp(1, MAX_BATCH)
+            .min(want.max(1))
+    }
+
+    /// A read timed out: its entries were larger than assumed.
+    fn timed_out(&mut self) {
+        self.entry_bytes = (self.entry_bytes * 2).min(MAX_ENTRY_GUESS);
+    }
+
+    /// A read returned entries of these sizes.
+    fn observe(&mut self, sizes: impl Iterator<Item = usize>) {
+        if let Some(largest) = sizes.max() {
+            self.entry_bytes = largest.max(self.entry_bytes / 2).max(1024);
+        }
+    }
+}
+
+/// One consumer's reader of new entries of the main stream.
 pub struct Reader {
     client: Client,
     conn: Option<MultiplexedConnection>,
     stream: String,
     group: String,
     consumer: String,
+    budget: Budget,
+    link: LinkSpeed,
 }
 
 impl Reader {
@@ -40,25 +80,33 @@ impl Reader {
             stream: stream.to_owned(),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
+            budget: Budget {
+                entry_bytes: INITIAL_ENTRY,
+            },
+            link: LinkSpeed::default(),
         })
     }
 
-    /// Reads up to `count` entries after `from`: `">"` for new ones (blocking up to
-    /// `BLOCK`), or an id to page through this consumer's own pending entries (no blocking).
-    pub async fn read(&mut self, from: &str, count: usize) -> Result<Vec<Entry>, StoreError> {
+    /// Reads new entries, at most `want` and about `READ_BYTES`, blocking up to `BLOCK`.
+    /// After a timeout the entries may be in this consumer's pending list: the caller
+    /// re-reads that list.
+    pub async fn read_new(&mut self, want: usize) -> Result<Vec<Entry>, StoreError> {
+        let count = self.budget.count(want);
+        let expected = count.saturating_mul(self.budget.entry_bytes);
+        let deadline = BLOCK + self.link.deadline(BASE, expected);
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.group)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(count);
-        if from == ">" {
-            cmd.arg("BLOCK").arg(BLOCK.as_millis() as u64);
-        }
-        cmd.arg("STREAMS").arg(&self.stream).arg(from);
-        let result =
-            tokio::time::timeout(RESPONSE_TIMEOUT + Duration::from_secs(1), self.query(&cmd)).await;
-        let reply = match result {
+            .arg(count)
+            .arg("BLOCK")
+            .arg(BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&self.stream)
+            .arg(">");
+        let started = Instant::now();
+        let reply = match tokio::time::timeout(deadline, self.query(&cmd)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 if e.code().is_none() || e.is_connection_dropped() {
@@ -69,20 +117,27 @@ impl Reader {
             }
             Err(_) => {
                 self.conn = None;
-                return Err(StoreError::Timeout);
+                self.budget.timed_out();
+                self.link.timed_out(expected);
+                return Err(StoreError::Timeout(deadline));
             }
         };
-        parse_read_reply(&reply).map_err(StoreError::Protocol)
+        let entries = parse_read_reply(&reply).map_err(StoreError::Protocol)?;
+        let got: usize = entries.iter().map(Entry::size).sum();
+        self.budget.observe(entries.iter().map(Entry::size));
+        // The time may include waiting for entries: it can only underestimate the link, and
+        // an observation only ever raises the guess.
+        self.link.observe(got, started.elapsed());
+        Ok(entries)
     }
 
     async fn query(&mut self, cmd: &redis::Cmd) -> Result<Value, redis::RedisError> {
         if self.conn.is_none() {
-            let config = AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(CONNECT_TIMEOUT))
-                .set_response_timeout(Some(RESPONSE_TIMEOUT));
             self.conn = Some(
                 self.client
-                    .get_multiplexed_async_connection_with_config(&config)
+                    .get_multiplexed_async_connection_with_config(&connection_config(
+                        CONNECT_TIMEOUT,
+                    ))
                     .await?,
             );
         }
@@ -105,5 +160,31 @@ fn parse_read_reply(reply: &Value) -> Result<Vec<Entry>, String> {
             Some((_, entries)) => parse_entries(entries),
         },
         other => Err(format!("unexpected XREADGROUP reply {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_are_bounded_by_bytes_and_shrink_after_timeouts() {
+        let mut b = Budget {
+            entry_bytes: INITIAL_ENTRY,
+        };
+        assert_eq!(b.count(1000), MAX_BATCH, "small entries: full batches");
+        assert_eq!(b.count(10), 10, "never more than wanted");
+        b.observe([1024 * 1024, 2000].into_iter());
+        assert_eq!(b.count(1000), 1, "1 MiB entries: one per read");
+        b.observe([1000].into_iter());
+        assert_eq!(b.entry_bytes, 512 * 1024, "decays by halves");
+        let mut b = Budget {
+            entry_bytes: INITIAL_ENTRY,
+        };
+        for _ in 0..8 {
+            b.timed_out();
+        }
+        assert_eq!(b.count(1000), 1);
+        assert_eq!(b.entry_bytes, INITIAL_ENTRY << 8);
     }
 }

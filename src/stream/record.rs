@@ -110,6 +110,21 @@ impl Entry {
             .unwrap_or_else(|| self.id.clone())
     }
 
+    /// The entry's id as a `StreamId` (entries come from Redis, so it always parses; a
+    /// malformed one maps to `0-0`, which nothing uses).
+    pub fn stream_id(&self) -> super::StreamId {
+        self.id.parse().unwrap_or(super::StreamId { ms: 0, seq: 0 })
+    }
+
+    /// Bytes of every field name and value: what the entry costs to hold and to transfer.
+    pub fn size(&self) -> usize {
+        self.fields
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
     pub fn field(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .as_ref()?
@@ -119,45 +134,17 @@ impl Entry {
     }
 }
 
-/// Why a webhook was dead-lettered: the extra fields of its DLQ entry.
+/// Why a webhook was dead-lettered: the extra fields of its DLQ entry (the copy of the
+/// original fields is made inside Redis, see `Store::dead_letter`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
+    /// Attempts counted toward `RELAY_MAX_ATTEMPTS`.
     pub attempts: u32,
     /// The last HTTP status, if the target answered at all.
     pub last_status: Option<u16>,
     pub last_error: String,
     /// Unix time in milliseconds.
     pub failed_at: u64,
-}
-
-impl DeadLetter {
-    /// The DLQ entry's fields: the original ones (minus a previous `origin_id` and dead-letter
-    /// bookkeeping), then `origin_id`, `attempts`, `last_status`, `last_error`, `failed_at`.
-    pub fn write_fields(&self, entry: &Entry, cmd: &mut redis::Cmd) {
-        const OURS: [&str; 6] = [
-            "origin_id",
-            "attempts",
-            "last_status",
-            "last_error",
-            "failed_at",
-            "replay_of",
-        ];
-        for (k, v) in entry.fields.iter().flatten() {
-            if !OURS.contains(&k.as_str()) {
-                cmd.arg(k).arg(&v[..]);
-            }
-        }
-        cmd.arg("origin_id")
-            .arg(entry.relay_id())
-            .arg("attempts")
-            .arg(self.attempts)
-            .arg("last_status")
-            .arg(self.last_status.map(|s| s.to_string()).unwrap_or_default())
-            .arg("last_error")
-            .arg(&self.last_error)
-            .arg("failed_at")
-            .arg(self.failed_at);
-    }
 }
 
 /// Decodes the entries of an `XRANGE`-shaped reply: `[[id, [field, value, …] | nil], …]`.

@@ -4,6 +4,7 @@ mod support;
 
 mod client_delivery;
 mod client_process;
+mod delivery;
 mod faults;
 mod http_framing;
 mod operate;

@@ -2,6 +2,7 @@
 //! in-process on `127.0.0.1:0`, and a raw HTTP/1.1 client that sees exactly what is on the wire.
 #![allow(dead_code)]
 
+pub mod link;
 pub mod sink;
 
 use std::collections::HashMap;
@@ -22,6 +23,33 @@ use tokio::net::TcpStream;
 pub const API_KEY: &str = "test-api-key-0123";
 pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "meatyhamhock";
+
+/// Polls the async `check` every 20 ms until it holds or `limit` passes; true if it held.
+/// Tests wait on events this way (a count in Redis, a metric, a received request), never on
+/// a fixed sleep.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The value of one series (`name` or `name{labels}`) in Prometheus text, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 /// Polls `check` until it holds or `limit` passes.
 pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
@@ -191,6 +219,40 @@ impl Redis {
             .arg(value)
             .query(&mut self.conn())
             .expect("CONFIG SET");
+    }
+
+    /// Stores a webhook record the way the server does (for bodies the server's test limit
+    /// would refuse); returns its id.
+    pub fn add_webhook(&self, stream: &str, body: &[u8]) -> String {
+        redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("v")
+            .arg("1")
+            .arg("received_at")
+            .arg(1_700_000_000_000u64)
+            .arg("method")
+            .arg("POST")
+            .arg("path")
+            .arg("/webhook/big")
+            .arg("source")
+            .arg("big")
+            .arg("remote")
+            .arg("127.0.0.1:1")
+            .arg("headers")
+            .arg(r#"[["Content-Type","application/octet-stream"]]"#)
+            .arg("body")
+            .arg(body)
+            .query(&mut self.conn())
+            .expect("XADD")
+    }
+
+    /// One field of every DLQ entry of `stream`, as text.
+    pub fn dlq_field(&self, stream: &str, field: &str) -> Vec<String> {
+        self.entries(&format!("{stream}:dlq"))
+            .into_iter()
+            .map(|(_, f)| String::from_utf8_lossy(&f[field]).into_owned())
+            .collect()
     }
 
     pub fn xlen(&self, stream: &str) -> u64 {
@@ -516,12 +578,11 @@ pub struct RelayClient {
 
 impl RelayClient {
     pub fn start(config: ClientConfig) -> RelayClient {
-        let store = Arc::new(Store::from_config(&config.common).expect("store"));
         let (trigger, shutdown) = shutdown::channel();
         let metrics = Arc::new(crm_relay::metrics::ClientMetrics::default());
         let m = metrics.clone();
         let task = tokio::spawn(async move {
-            crm_relay::client::run(config, store, m, shutdown)
+            crm_relay::client::run(config, m, shutdown)
                 .await
                 .expect("client runs");
         });
@@ -551,13 +612,13 @@ pub async fn start_admin(
         .await
         .expect("bind admin");
     let addr = listener.local_addr().expect("admin addr");
-    let store =
-        Arc::new(Store::new(&crm_relay::config::Secret::new(redis.url()), stream).expect("store"));
-    let admin = crm_relay::ops::admin::Admin {
-        role,
-        store,
+    let keys = crm_relay::stream::Keys {
+        stream: stream.to_owned(),
         dlq: format!("{stream}:dlq"),
     };
+    let url = crm_relay::config::Secret::new(redis.url());
+    let store = Arc::new(Store::new(&url, None, keys).expect("store"));
+    let admin = crm_relay::ops::admin::Admin { role, store };
     let (trigger, shutdown) = shutdown::channel();
     std::mem::forget(trigger); // lives as long as the test process
     tokio::spawn(crm_relay::http::serve(
