@@ -2,6 +2,7 @@
 
 mod support;
 
+mod chaos;
 mod client_delivery;
 mod client_process;
 mod delivery;

@@ -6,8 +6,8 @@
 //! | 2xx | acknowledged | up: closes the breaker, counts suspects around it |
 //! | other 4xx, 3xx | dead-lettered now | up |
 //! | 429, 503 + `Retry-After` | retried after the pause, never counted | nothing starts until the pause ends |
-//! | 408, 5xx, lost after sending | retried with backoff; counted with evidence | one more failing webhook toward the breaker |
-//! | refused, no route, TLS | retried with backoff, never counted | one more failing webhook toward the breaker |
+//! | 408, 5xx, lost after sending | retried with backoff; counted with evidence | its first failure: one toward the breaker |
+//! | refused, no route, TLS | retried with backoff, never counted | its first failure: one toward the breaker |
 //!
 //! Probes and attempts that overlapped an open breaker never count. A webhook is
 //! dead-lettered when `max_attempts` of its attempts have counted; while its uncounted
@@ -79,13 +79,14 @@ impl Jobs {
         fx: &mut Vec<Effect>,
     ) {
         let job = self.jobs.get_mut(&id).expect("finishing a held job");
+        let first = job.failures == 0;
         job.failures = job.failures.saturating_add(1);
         let failures = job.failures;
         if countable {
             job.suspects += 1;
             self.target.evidence.suspect(id, now);
         }
-        let (transition, rulings) = self.target.failed(id, now, probe);
+        let (transition, rulings) = self.target.failed(id, now, probe, first);
         if transition == Some(Transition::Opened) {
             fx.push(Effect::BreakerOpened);
         }

@@ -1,10 +1,12 @@
 //! What the client knows about one target: its circuit breaker, whether it asked to slow
 //! down, and the evidence that it is up. Pure: the clock is passed in.
 //!
-//! The breaker counts *distinct* webhooks failing in a row: one webhook failing again and
-//! again (a poison one, or a lone one during an outage) never opens it, so a poison webhook
-//! cannot pause everybody else's deliveries; `threshold` different webhooks failing with no
-//! success in between open it (an outage).
+//! The breaker counts webhooks failing *for the first time*, in a row: `threshold` of them
+//! with no success in between open it (an outage). Webhooks that already failed (poison
+//! ones, or any waiting for a retry) failing again say nothing new about the target: they
+//! back off on their own and never open it, so a handful of poison webhooks cannot pause
+//! everybody else's deliveries or be taken for an outage. A failed probe reopens the breaker
+//! only if the probe had not failed before; otherwise another probe may go at once.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -95,23 +97,28 @@ impl Target {
         self.evidence.up(now)
     }
 
-    /// `id` failed (retryably) at `now`. Returns the breaker's transition and, when it
-    /// opened, the outage rulings of every suspect.
+    /// `id` failed (retryably) at `now`; `first`: it had not failed before. Returns the
+    /// breaker's transition and, when it opened, the outage rulings of every suspect.
     pub fn failed(
         &mut self,
         id: StreamId,
         now: Instant,
         probe: bool,
+        first: bool,
     ) -> (Option<Transition>, Vec<(StreamId, Ruling)>) {
         if self.breaker.is_open() {
-            if probe {
-                self.breaker.failure(now); // open for another cooldown
+            match (probe, first) {
+                (true, true) => {
+                    self.breaker.failure(now); // open for another cooldown
+                }
+                (true, false) => self.breaker.probe_abandoned(),
+                // Started before the opening: nothing new about the target.
+                (false, _) => {}
             }
-            // An attempt that started before the opening: nothing new about the target.
             return (None, Vec::new());
         }
-        if !self.streak.insert(id) {
-            return (None, Vec::new()); // the same webhook again: no news about the target
+        if !first || !self.streak.insert(id) {
+            return (None, Vec::new()); // a failing webhook again: no news about the target
         }
         match self.breaker.failure(now) {
             Some(Transition::Opened) => {
@@ -161,15 +168,23 @@ mod tests {
     }
 
     #[test]
-    fn one_webhook_failing_again_and_again_never_opens_the_breaker() {
+    fn only_first_failures_of_different_webhooks_open_the_breaker() {
         let t0 = Instant::now();
         let mut t = target();
-        for i in 0..10 {
-            assert_eq!(t.failed(id(1), t0 + i * S, false).0, None);
+        assert_eq!(t.failed(id(1), t0, false, true).0, None);
+        for i in 1..10 {
+            assert_eq!(t.failed(id(1), t0 + i * S, false, false).0, None);
+        }
+        for n in 10..20 {
+            assert_eq!(
+                t.failed(id(n), t0, false, false).0,
+                None,
+                "known-failing webhooks again"
+            );
         }
         assert_eq!(t.gate(t0 + 10 * S), Gate::Normal);
-        t.failed(id(2), t0, false);
-        assert_eq!(t.failed(id(3), t0, false).0, Some(Transition::Opened));
+        t.failed(id(2), t0, false, true);
+        assert_eq!(t.failed(id(3), t0, false, true).0, Some(Transition::Opened));
         assert_eq!(t.gate(t0 + S), Gate::Closed);
         assert_eq!(t.gate(t0 + 10 * S), Gate::Probe);
     }
@@ -182,9 +197,9 @@ mod tests {
         for n in 1..=3 {
             t.evidence.suspect(id(n), t0 + S);
         }
-        t.failed(id(1), t0 + S, false);
-        t.failed(id(2), t0 + S, false);
-        let (tr, rulings) = t.failed(id(3), t0 + S, false);
+        t.failed(id(1), t0 + S, false, true);
+        t.failed(id(2), t0 + S, false, true);
+        let (tr, rulings) = t.failed(id(3), t0 + S, false, true);
         assert_eq!(tr, Some(Transition::Opened));
         assert!(rulings.iter().all(|(_, r)| *r == Ruling::Outage));
         assert_eq!(rulings.len(), 3);
@@ -194,7 +209,7 @@ mod tests {
     fn an_attempt_overlapping_an_opening_is_judged_over_its_span() {
         let t0 = Instant::now();
         let mut t = Target::new(1, S, 30 * S);
-        t.failed(id(9), t0 + 2 * S, false); // opens at t0 + 2 s
+        t.failed(id(9), t0 + 2 * S, false, true); // opens at t0 + 2 s
         assert_eq!(t.gate(t0 + 3 * S), Gate::Probe);
         t.up(t0 + 3 * S); // closed again by a probe
         assert!(
@@ -202,6 +217,19 @@ mod tests {
             "started before the opening, ended after"
         );
         assert!(!t.overlapped_outage(t0 + 3 * S));
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_only_if_it_had_not_failed_before() {
+        let t0 = Instant::now();
+        let mut t = Target::new(1, S, 30 * S);
+        t.failed(id(1), t0, false, true);
+        assert_eq!(t.gate(t0 + S), Gate::Probe);
+        t.failed(id(2), t0 + S, true, false); // a known-failing webhook as probe
+        assert_eq!(t.gate(t0 + S), Gate::Probe, "another probe at once");
+        t.failed(id(3), t0 + S, true, true); // a fresh one: the target is still down
+        assert_eq!(t.gate(t0 + S), Gate::Closed);
+        assert_eq!(t.gate(t0 + 2 * S), Gate::Probe);
     }
 
     #[test]

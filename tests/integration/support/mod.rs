@@ -656,6 +656,19 @@ impl Drop for Proc {
     }
 }
 
+/// Where a child's stderr goes: a file under `$CRM_TEST_LOG_DIR` when set (to read what a
+/// failing test's processes said), else nowhere.
+fn child_log(name: &str) -> Stdio {
+    match std::env::var_os("CRM_TEST_LOG_DIR") {
+        Some(dir) => {
+            let n = DIRS.fetch_add(1, Ordering::Relaxed);
+            let path = PathBuf::from(dir).join(format!("{name}-{}-{n}.log", std::process::id()));
+            std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
+        }
+        None => Stdio::null(),
+    }
+}
+
 /// The server binary on a free port: (process, public address).
 pub fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
     let port = free_port();
@@ -668,9 +681,12 @@ pub fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
         .env("RELAY_LISTEN", addr.to_string())
         .env("RELAY_ADMIN_LISTEN", "")
         .env("RELAY_API_KEYS", API_KEY)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("CRM_TEST_RUST_LOG").unwrap_or("warn".into()),
+        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(child_log("server"))
         .spawn()
         .expect("spawn server");
     assert!(wait_until(Duration::from_secs(10), || {
@@ -693,10 +709,13 @@ pub fn client_process(redis: &Redis, stream: &str, target: &str, extra: &[(&str,
         .env("RELAY_BACKOFF_BASE", "50ms")
         .env("RELAY_BACKOFF_MAX", "500ms")
         .env("RELAY_BREAKER_COOLDOWN", "300ms")
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("CRM_TEST_RUST_LOG").unwrap_or("warn".into()),
+        )
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(child_log("client"))
         .spawn()
         .expect("spawn client");
     Proc(child)
