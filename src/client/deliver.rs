@@ -1,9 +1,17 @@
 //! One delivery attempt: the stored record turned into the request the local app receives,
 //! and what came back turned into what the policy needs.
 
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::dispatch::Event;
+use crate::client::policy::jobs::Start;
 use crate::client::policy::outcome::Attempt;
 use crate::http::client::{Answer, Client, OutRequest, SendError};
-use crate::stream::{Entry, Record};
+use crate::stream::{Entry, Record, StreamId};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), the ones we rewrite, and `Expect` (the relay sends
 /// the body at once and never waits for `100 Continue`; an app or proxy answering `417` to
@@ -111,6 +119,83 @@ pub async fn deliver(client: &Client, entry: &Entry, attempt: u32) -> Outcome {
             answer: None,
         },
     }
+}
+
+/// One finished attempt.
+pub struct Attempted {
+    pub id: StreamId,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub took: Duration,
+    pub relay_id: String,
+    pub source: String,
+    pub received_at: u64,
+}
+
+/// Sends a delivery's result when dropped without one: a panicking delivery task still
+/// reports (as a lost attempt), so the webhook is never held forever.
+struct Reporter {
+    tx: mpsc::UnboundedSender<Event>,
+    /// Taken when the attempt's own outcome is sent.
+    result: Option<Box<Attempted>>,
+}
+
+impl Reporter {
+    fn finish(mut self, outcome: Outcome, took: Duration) {
+        if let Some(mut a) = self.result.take() {
+            a.outcome = outcome;
+            a.took = took;
+            let _ = self.tx.send(Event::Attempted(a));
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        if let Some(mut a) = self.result.take() {
+            a.outcome.attempt = Attempt::Lost("the delivery task failed".into());
+            let _ = self.tx.send(Event::Attempted(a));
+        }
+    }
+}
+
+/// Starts `start` in a task of `set`; its `Attempted` always comes back on `tx`.
+pub fn spawn(
+    set: &mut JoinSet<()>,
+    http: &Arc<Client>,
+    start: Start,
+    tx: &mpsc::UnboundedSender<Event>,
+) {
+    let Start {
+        id, entry, attempt, ..
+    } = start;
+    let text = |name| {
+        entry
+            .field(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    let reporter = Reporter {
+        tx: tx.clone(),
+        result: Some(Box::new(Attempted {
+            id,
+            attempt,
+            outcome: Outcome {
+                attempt: Attempt::Lost(String::new()),
+                answer: None,
+            },
+            took: Duration::ZERO,
+            relay_id: entry.relay_id(),
+            source: text("source"),
+            received_at: text("received_at").parse().unwrap_or(0),
+        })),
+    };
+    let http = http.clone();
+    set.spawn(async move {
+        let started = Instant::now();
+        let outcome = deliver(&http, &entry, attempt).await;
+        reporter.finish(outcome, started.elapsed());
+    });
 }
 
 /// The start of an answer's body as printable text for a log line (at most `max` chars).

@@ -2,8 +2,8 @@
 //! the cause in plain words on a webhook's first failure (later ones at DEBUG), and a WARN
 //! the first time one of its failures is not counted for lack of evidence.
 
+use super::deliver::Attempted;
 use super::deliver::body_excerpt;
-use super::dispatch::Attempted;
 use super::policy::outcome::Verdict;
 use crate::stream::StreamId;
 

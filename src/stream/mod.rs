@@ -1,7 +1,6 @@
 //! Everything that speaks to Redis: the stored record's field names, the commands, and the one
 //! shared multiplexed connection with its deadlines and reconnects. Nothing else builds RESP.
 
-use std::fmt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -11,17 +10,23 @@ use redis::{AsyncConnectionConfig, Client};
 
 use crate::config::Secret;
 
+mod attempts;
 mod dlq;
+mod error;
 mod group;
 mod id;
 mod info;
 mod link;
+mod pending;
 mod reader;
 mod record;
 
-pub use group::{Claimed, DeadLettered, GroupInfo, Stored};
+pub use attempts::Stored;
+pub use error::StoreError;
+pub use group::{DeadLettered, GroupInfo};
 pub use id::{BadId, StreamId};
 pub use link::LinkSpeed;
+pub use pending::Claimed;
 pub use reader::Reader;
 pub use record::{DeadLetter, Entry, Record, parse_entries};
 
@@ -34,54 +39,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// The connection's own response timeout: only a backstop, every call carries its own
 /// deadline (which grows with its bytes, so it cannot be one fixed value here).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// Why Redis did not take or answer a command.
-#[derive(Debug)]
-pub enum StoreError {
-    /// No answer within the deadline.
-    Timeout(Duration),
-    /// Could not connect, or the connection broke.
-    Connection(redis::RedisError),
-    /// Redis answered with an error (`OOM`, `MISCONF`, `WRONGTYPE`, `NOPERM`, …).
-    Refused(redis::RedisError),
-    /// Redis answered something this code does not understand.
-    Protocol(String),
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Timeout(d) => write!(f, "redis did not answer within {d:?}"),
-            StoreError::Connection(_) => f.write_str("redis connection failed"),
-            StoreError::Refused(_) => f.write_str("redis refused the command"),
-            StoreError::Protocol(what) => write!(f, "unexpected redis reply: {what}"),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StoreError::Connection(e) | StoreError::Refused(e) => Some(e),
-            StoreError::Timeout(_) | StoreError::Protocol(_) => None,
-        }
-    }
-}
-
-impl StoreError {
-    /// Whether Redis itself answered (an error reply): the connection is fine.
-    pub fn is_refusal(&self) -> bool {
-        matches!(self, StoreError::Refused(_) | StoreError::Protocol(_))
-    }
-
-    /// The Redis error code (`OOM`, `NOGROUP`, …) of a refusal.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            StoreError::Refused(e) => e.code(),
-            _ => None,
-        }
-    }
-}
 
 /// The keys the relay uses. The hash tag in the default stream name keeps all of them in one
 /// cluster slot, as Lua scripts that touch several require.

@@ -1,5 +1,6 @@
 use super::*;
 use crate::client::policy::backoff::Backoff;
+use crate::client::policy::outcome::Attempt;
 
 const MS: Duration = Duration::from_millis(1);
 const S: Duration = Duration::from_secs(1);

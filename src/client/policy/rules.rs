@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use super::breaker::Transition;
 use super::evidence::Ruling;
-use super::jobs::{Effect, Jobs, State, Write, write_effect};
+use super::job::State;
+use super::jobs::{Effect, Jobs, Write, write_effect};
 use super::outcome::{Attempt, Verdict, classify};
 use crate::stream::{DeadLetter, StreamId};
 

@@ -1,7 +1,11 @@
 //! The dispatcher's Redis work, run in tasks so the loop never waits a round trip:
 //! acknowledgements (batched), dead letters, counts, loading bodies and counts of held
 //! webhooks, keeping held entries claimed, cleaning up orphaned counts, and the health URL.
-//! Each task's result comes back as an `Event`.
+//! Each task's result comes back as an `Event`. Loading is in `load.rs`, the periodic upkeep
+//! and the health URL in `upkeep.rs`.
+
+mod load;
+mod upkeep;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,21 +13,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::dispatch::{Event, unix_ms};
-use super::policy::jobs::{Effect, Jobs};
+use super::dispatch::Event;
+use super::policy::jobs::Jobs;
 use crate::error::Report;
-use crate::http::client::{Client as Http, OutRequest};
+use crate::http::client::Client as Http;
 use crate::metrics::ClientMetrics;
-use crate::stream::{DeadLetter, DeadLettered, Entry, Store, StoreError, Stored, StreamId};
+use crate::stream::{DeadLetter, DeadLettered, Store, StoreError, Stored, StreamId};
 
 /// How often failed writes are retried, held entries re-claimed and gauges refreshed.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
 /// How often orphaned attempt counts are looked for.
-const CLEANUP_EVERY: Duration = Duration::from_secs(300);
+pub(super) const CLEANUP_EVERY: Duration = Duration::from_secs(300);
 /// Ids per `XCLAIM … JUSTID`.
-const TOUCH_CHUNK: usize = 1000;
+pub(super) const TOUCH_CHUNK: usize = 1000;
 /// A body fetch aims at about this many bytes.
-const FETCH_BYTES: usize = 1024 * 1024;
+pub(super) const FETCH_BYTES: usize = 1024 * 1024;
 
 pub struct Writes {
     pub store: Arc<Store>,
@@ -218,185 +222,6 @@ impl Writes {
         match result {
             Ok(()) => jobs.written(id, now),
             Err(_) => jobs.write_failed(id),
-        }
-    }
-
-    /// Loads the bodies of `ids` (with their sizes, 0 when unknown): sizes first where
-    /// unknown (so each fetch's deadline fits its bytes), then in fetches of about a MiB.
-    pub fn fetch(&mut self, ids: Vec<(StreamId, usize)>) {
-        let (store, tx) = (self.store.clone(), self.tx.clone());
-        self.spawn(async move {
-            let unknown: Vec<StreamId> = ids
-                .iter()
-                .filter(|(_, s)| *s == 0)
-                .map(|(i, _)| *i)
-                .collect();
-            let sizes = match store.sizes(&unknown).await {
-                Ok(s) => s,
-                Err(e) => return Event::Fetched(ids.iter().map(|(i, _)| *i).collect(), Err(e)),
-            };
-            let mut sizes = sizes.into_iter();
-            let mut chunk: Vec<StreamId> = Vec::new();
-            let mut bytes = 0;
-            for (id, size) in ids {
-                let size = match size {
-                    0 => match sizes.next().flatten() {
-                        Some(s) => s,
-                        None => {
-                            let _ = tx.send(Event::Fetched(vec![id], Ok(vec![None])));
-                            continue;
-                        }
-                    },
-                    s => s,
-                };
-                if !chunk.is_empty() && bytes + size > FETCH_BYTES {
-                    let done = std::mem::take(&mut chunk);
-                    let r = store.fetch(&done, bytes).await;
-                    let _ = tx.send(Event::Fetched(done, r));
-                    bytes = 0;
-                }
-                chunk.push(id);
-                bytes += size;
-            }
-            let r = store.fetch(&chunk, bytes).await;
-            Event::Fetched(chunk, r)
-        });
-    }
-
-    pub fn fetched(
-        &mut self,
-        jobs: &mut Jobs,
-        ids: Vec<StreamId>,
-        result: Result<Vec<Option<Entry>>, StoreError>,
-        now: Instant,
-    ) -> Vec<Effect> {
-        match result {
-            Ok(entries) => ids
-                .into_iter()
-                .zip(entries)
-                .flat_map(|(id, entry)| jobs.fetched(id, entry))
-                .collect(),
-            Err(e) => {
-                log::debug!("loading {} bodies failed: {}", ids.len(), Report(&e));
-                ids.iter().for_each(|id| jobs.fetch_failed(*id, now));
-                Vec::new()
-            }
-        }
-    }
-
-    /// Loads the stored counts of pending ids the client does not hold yet.
-    pub fn load_counts(&mut self, ids: Vec<StreamId>, started: Instant) {
-        let store = self.store.clone();
-        self.spawn(async move {
-            let result = store.load_attempts(&ids).await;
-            Event::Counts(ids, started, result)
-        });
-    }
-
-    pub fn counted(
-        &mut self,
-        jobs: &mut Jobs,
-        ids: Vec<StreamId>,
-        started: Instant,
-        result: Result<Vec<Stored>, StoreError>,
-        now: Instant,
-    ) -> Vec<Effect> {
-        let counts = result.unwrap_or_else(|e| {
-            // Zero counts can only delay a dead letter, never cause one.
-            log::debug!(
-                "loading attempt counts failed, starting from zero: {}",
-                Report(&e)
-            );
-            vec![Stored::default(); ids.len()]
-        });
-        let unix = unix_ms();
-        ids.into_iter()
-            .zip(counts)
-            .flat_map(|(id, stored)| jobs.adopt(id, stored, started, now, unix))
-            .collect()
-    }
-
-    /// Asks the health URL (one question at a time).
-    pub fn check_health(&mut self) {
-        let Some(http) = self.health.clone() else {
-            return;
-        };
-        if std::mem::replace(&mut self.health_in_flight, true) {
-            return;
-        }
-        self.spawn(async move {
-            let req = OutRequest {
-                method: "GET",
-                headers: &[],
-                body: b"",
-            };
-            let up = match http.send(&req).await {
-                Ok(answer) => (200..300).contains(&answer.status),
-                Err(e) => {
-                    log::debug!("RELAY_TARGET_HEALTH_URL: {e}");
-                    false
-                }
-            };
-            Event::Health(up)
-        });
-    }
-
-    pub fn health_answered(&mut self) {
-        self.health_in_flight = false;
-    }
-
-    /// Every `HOUSEKEEPING_EVERY`: failed final writes again, held entries re-claimed,
-    /// orphaned counts cleaned up now and then, the held gauge.
-    pub fn housekeeping(&mut self, jobs: &mut Jobs, metrics: &ClientMetrics) -> Vec<Effect> {
-        let now = Instant::now();
-        self.next_housekeeping = now + HOUSEKEEPING_EVERY;
-        metrics
-            .held
-            .store(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        for ids in jobs.held().chunks(TOUCH_CHUNK) {
-            let (store, consumer, ids) = (self.store.clone(), self.consumer.clone(), ids.to_vec());
-            self.tasks.spawn(async move {
-                if let Err(e) = store.touch(&consumer, &ids).await {
-                    log::debug!("re-claiming held entries failed: {}", Report(&e));
-                }
-            });
-        }
-        if self.cleanup.is_none() && now >= self.next_cleanup {
-            self.next_cleanup = now + CLEANUP_EVERY;
-            self.cleanup = Some((true, 0));
-            self.clean_step();
-        }
-        jobs.retry_writes()
-    }
-
-    fn clean_step(&mut self) {
-        let Some((legacy, cursor)) = self.cleanup else {
-            return;
-        };
-        let store = self.store.clone();
-        self.spawn(async move { Event::Cleaned(store.cleanup_attempts(legacy, cursor).await) });
-    }
-
-    pub fn cleaned(&mut self, result: Result<(u64, u64), StoreError>) {
-        let Some((legacy, _)) = self.cleanup else {
-            return;
-        };
-        match result {
-            Ok((next, removed)) => {
-                if removed > 0 {
-                    log::info!("removed {removed} attempt counts of entries no longer pending");
-                }
-                self.cleanup = match (next, legacy) {
-                    (0, true) => Some((false, 0)),
-                    (0, false) => None,
-                    (next, legacy) => Some((legacy, next)),
-                };
-                self.clean_step();
-            }
-            Err(e) => {
-                log::debug!("cleaning up attempt counts failed: {}", Report(&e));
-                self.cleanup = None;
-            }
         }
     }
 }

@@ -9,20 +9,17 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::deliver::{self, Outcome};
+mod drain;
+
+use super::deliver::{self, Attempted};
 use super::feed::FeedMsg;
-use super::policy::jobs::{Effect, Jobs, Start};
-use super::policy::outcome::{Attempt, Verdict, classify};
+use super::policy::jobs::{Effect, Jobs};
+use super::policy::outcome::{Verdict, classify};
 use super::writes::Writes;
 use crate::http::client::Client as Http;
 use crate::metrics::ClientMetrics;
 use crate::shutdown::Shutdown;
 use crate::stream::{DeadLettered, Entry, Record, StoreError, Stored, StreamId};
-
-/// After SIGTERM: deliveries in flight get this long to finish …
-const DRAIN: Duration = Duration::from_secs(7);
-/// … and everything, acknowledgements included, this long: the process exits within 10 s.
-const SHUTDOWN: Duration = Duration::from_millis(9500);
 
 /// What comes back to the loop.
 pub enum Event {
@@ -35,44 +32,6 @@ pub enum Event {
     Health(bool),
     Persisted(Result<(), StoreError>),
     Cleaned(Result<(u64, u64), StoreError>),
-}
-
-/// One finished attempt.
-pub struct Attempted {
-    pub id: StreamId,
-    pub attempt: u32,
-    pub outcome: Outcome,
-    pub took: Duration,
-    pub relay_id: String,
-    pub source: String,
-    pub received_at: u64,
-}
-
-/// Sends a delivery's result when dropped without one: a panicking delivery task still
-/// reports (as a lost attempt), so the webhook is never held forever.
-struct Reporter {
-    tx: mpsc::UnboundedSender<Event>,
-    /// Taken when the attempt's own outcome is sent.
-    result: Option<Box<Attempted>>,
-}
-
-impl Reporter {
-    fn finish(mut self, outcome: Outcome, took: Duration) {
-        if let Some(mut a) = self.result.take() {
-            a.outcome = outcome;
-            a.took = took;
-            let _ = self.tx.send(Event::Attempted(a));
-        }
-    }
-}
-
-impl Drop for Reporter {
-    fn drop(&mut self) {
-        if let Some(mut a) = self.result.take() {
-            a.outcome.attempt = Attempt::Lost("the delivery task failed".into());
-            let _ = self.tx.send(Event::Attempted(a));
-        }
-    }
 }
 
 pub struct Dispatcher {
@@ -125,41 +84,8 @@ impl Dispatcher {
     /// Starts every attempt the policy allows now.
     fn start_ready(&mut self) {
         while let Some(start) = self.jobs.next(Instant::now()) {
-            self.spawn_delivery(start);
+            deliver::spawn(&mut self.deliveries, &self.http, start, &self.tx);
         }
-    }
-
-    fn spawn_delivery(&mut self, start: Start) {
-        let Start {
-            id, entry, attempt, ..
-        } = start;
-        let text = |name| {
-            entry
-                .field(name)
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
-        let reporter = Reporter {
-            tx: self.tx.clone(),
-            result: Some(Box::new(Attempted {
-                id,
-                attempt,
-                outcome: Outcome {
-                    attempt: Attempt::Lost(String::new()),
-                    answer: None,
-                },
-                took: Duration::ZERO,
-                relay_id: entry.relay_id(),
-                source: text("source"),
-                received_at: text("received_at").parse().unwrap_or(0),
-            })),
-        };
-        let http = self.http.clone();
-        self.deliveries.spawn(async move {
-            let started = Instant::now();
-            let outcome = deliver::deliver(&http, &entry, attempt).await;
-            reporter.finish(outcome, started.elapsed());
-        });
     }
 
     /// Loads due bodies and asks the feed for what fits.
@@ -307,45 +233,6 @@ impl Dispatcher {
         if now >= self.writes.next_housekeeping {
             let fx = self.writes.housekeeping(&mut self.jobs, &self.metrics);
             self.effects(fx);
-        }
-    }
-
-    /// Stops reading, lets deliveries in flight finish (up to `DRAIN`), then writes what it
-    /// can until `SHUTDOWN`; what is not written stays pending and is delivered again.
-    async fn drain(&mut self) {
-        let started = Instant::now();
-        while self.jobs.in_flight() > 0 {
-            let until = started + DRAIN;
-            let ev = tokio::time::timeout_at(until.into(), self.rx.recv()).await;
-            match ev {
-                Ok(Some(Event::Attempted(a))) => self.on_attempted(*a),
-                Ok(Some(other)) => self.on_event(other),
-                Ok(None) => break,
-                Err(_) => {
-                    log::warn!(
-                        "{} deliveries still running at the shutdown deadline: they stay pending and are delivered again later",
-                        self.jobs.in_flight()
-                    );
-                    self.deliveries.abort_all();
-                    break;
-                }
-            }
-        }
-        self.writes.flush();
-        let until = started + SHUTDOWN;
-        while self.writes.unfinished() > 0 {
-            self.writes.flush();
-            match tokio::time::timeout_at(until.into(), self.rx.recv()).await {
-                Ok(Some(Event::Attempted(_))) | Ok(None) => {}
-                Ok(Some(ev)) => self.on_event(ev),
-                Err(_) => break,
-            }
-        }
-        let left = self.writes.unfinished();
-        if left > 0 {
-            log::warn!(
-                "{left} acknowledgements or dead letters not written before the shutdown deadline: those webhooks stay pending and are delivered again"
-            );
         }
     }
 }

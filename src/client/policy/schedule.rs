@@ -1,0 +1,132 @@
+//! When each webhook is attempted: the next attempt to start (concurrency, breaker,
+//! throttling, the probe), retries coming due, rulings whose window passed, and the next
+//! moment anything can change.
+
+use std::cmp::Reverse;
+use std::time::Instant;
+
+use super::job::State;
+use super::jobs::{Effect, Jobs, Start, TOMBSTONE};
+use super::target::Gate;
+use crate::stream::StreamId;
+
+impl Jobs {
+    /// The next attempt to start at `now`, if concurrency, the breaker and throttling allow.
+    pub fn next(&mut self, now: Instant) -> Option<Start> {
+        self.promote_due(now);
+        if self.counts.in_flight >= self.policy.concurrency {
+            return None;
+        }
+        while let Some(id) = self.ready.front() {
+            if self.jobs.get(id).is_some_and(|j| j.state == State::Ready) {
+                break;
+            }
+            self.ready.pop_front(); // finished or moved meanwhile
+        }
+        self.ready.front()?;
+        let probe = match self.target.gate(now) {
+            Gate::Normal => false,
+            Gate::Probe => true,
+            Gate::Closed => return None,
+        };
+        let id = match probe {
+            true => self.take_probe(),
+            false => self.ready.pop_front().expect("front checked above"),
+        };
+        self.enter(
+            id,
+            State::InFlight {
+                probe,
+                started: now,
+            },
+        );
+        let job = &self.jobs[&id];
+        Some(Start {
+            id,
+            entry: job.entry.clone().expect("a ready job holds its body"),
+            attempt: job.tries + 1,
+            probe,
+        })
+    }
+
+    /// The probe tests the target, not a webhook: the ready one that failed least.
+    fn take_probe(&mut self) -> StreamId {
+        let at = self
+            .ready
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| Some((i, self.jobs.get(id)?)))
+            .filter(|(_, j)| j.state == State::Ready)
+            .min_by_key(|(_, j)| j.failures)
+            .map(|(i, _)| i)
+            .expect("a ready job exists");
+        self.ready.remove(at).expect("index from the queue")
+    }
+
+    /// Moves webhooks whose backoff is over to the ready queue (or to be loaded).
+    pub(super) fn promote_due(&mut self, now: Instant) {
+        while let Some(Reverse((due, generation, id))) = self.waiting.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.waiting.pop();
+            let Some(job) = self.jobs.get(&id) else {
+                continue;
+            };
+            if job.generation != generation || job.state != (State::Waiting { gated: false }) {
+                continue; // rescheduled, gated (released by its ruling), or moved on
+            }
+            if job.entry.is_some() {
+                self.enter(id, State::Ready);
+                self.ready.push_back(id);
+            } else {
+                self.enter(id, State::NeedsBody);
+                self.needs_body.push_back(id);
+            }
+        }
+    }
+
+    /// Time passes: due retries, and rulings of failures whose window has passed.
+    pub fn tick(&mut self, now: Instant, unix_ms: u64) -> Vec<Effect> {
+        self.promote_due(now);
+        while let Some((at, id)) = self.finished_order.front().copied() {
+            if at + TOMBSTONE > now {
+                break;
+            }
+            self.finished_order.pop_front();
+            if self.finished.get(&id) == Some(&at) {
+                self.finished.remove(&id);
+            }
+        }
+        let mut fx = Vec::new();
+        let rulings = self.target.evidence.expire(now);
+        self.apply(rulings, false, now, unix_ms, &mut fx);
+        fx
+    }
+
+    /// When `next` or `tick` may have something new: a retry, a ruling, the gate reopening.
+    pub fn next_wakeup(&mut self) -> Option<Instant> {
+        let retry = loop {
+            match self.waiting.peek() {
+                None => break None,
+                Some(Reverse((due, generation, id))) => {
+                    let live = self.jobs.get(id).is_some_and(|j| {
+                        j.generation == *generation && j.state == State::Waiting { gated: false }
+                    });
+                    if live {
+                        break Some(*due);
+                    }
+                    self.waiting.pop();
+                }
+            }
+        };
+        let gate = match self.ready.is_empty() {
+            true => None,
+            false => self.target.reopens_at(),
+        };
+        [retry, gate, self.target.evidence.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+}
