@@ -95,6 +95,28 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
     assert_eq!(admin(addr, &get("/dlq/1-1")).await.status, 404);
     assert_eq!(admin(addr, &get("/dlq?limit=0")).await.status, 400);
 
+    // Only full ids name a dead letter: the millisecond part alone (which XRANGE would read
+    // as a range and XDEL as another id) is unknown, and nothing moves.
+    let ms_only = dlq_ids[0].split('-').next().unwrap();
+    let before = redis.xlen("o:dlq:dlq");
+    let (code, _, err) = run_relay(&["dlq", "replay", ms_only], &vars);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("unknown dead letter {ms_only}")),
+        "{err}"
+    );
+    assert_eq!(run_relay(&["dlq", "purge", ms_only], &vars).0, 1);
+    assert_eq!(
+        redis.xlen("o:dlq:dlq"),
+        before,
+        "nothing replayed or deleted"
+    );
+    assert_eq!(
+        run_relay(&["dlq", "show", ms_only], &vars).0,
+        2,
+        "usage error"
+    );
+
     // Replay through the CLI: delivered again with the first stored id as X-Relay-Id.
     sink.script(|_, _| Answer::Status(200));
     let (code, out, err) = run_relay(&["dlq", "replay", &dlq_ids[0], "123-0"], &vars);
