@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::error::UsageError;
 use crate::ops::dlq::Selection;
 use crate::stream::StreamId;
 
@@ -68,7 +69,11 @@ Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
 
 /// Parses the arguments after the program name.
-pub fn parse(args: &[String]) -> Result<Invocation, String> {
+pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
+    parse_words(args).map_err(UsageError)
+}
+
+fn parse_words(args: &[String]) -> Result<Invocation, String> {
     let mut env_file = None;
     let mut words: Vec<&str> = Vec::new();
     let mut it = args.iter();
@@ -146,7 +151,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Invocation, String> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.0)
     }
 
     #[test]

@@ -1,38 +1,65 @@
-//! Carrying out a parsed command: configuration, logger, runtime, listeners, exit code.
+//! Carrying out a command: arguments, the env file, configuration, logger, runtime,
+//! listeners. Every failure is a `Fatal`, returned with `?` and turned into a message and an
+//! exit code in one place (`report` and `Fatal::exit_code`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::TcpListener;
 
-use crate::cli::DlqCommand;
-use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig};
-use crate::error::{ConfigError, Report};
+use crate::cli::{self, Command, DlqCommand, HELP};
+use crate::client::Client;
+use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig, envfile};
+use crate::error::{Fatal, Report};
 use crate::http::{self, Limits};
-use crate::metrics::{ClientMetrics, ServerMetrics};
-use crate::ops::admin::{Admin, Role};
+use crate::ops::admin::Admin;
 use crate::ops::dlq::{self, Outcome};
 use crate::ops::durability::{self, Level};
+use crate::server::Server;
 use crate::shutdown::{self, Shutdown};
 use crate::stream::Store;
-use crate::{client, server};
 
-/// Exit code 2: usage or configuration error.
-pub fn usage_error(msg: &str) -> ExitCode {
-    eprintln!("crm-relay: {msg}\nTry 'crm-relay --help'.");
-    ExitCode::from(2)
+/// Runs the command line `args` (without the program name).
+pub fn main(args: &[String]) -> Result<(), Fatal> {
+    let invocation = cli::parse(args)?;
+    let file_vars = match &invocation.env_file {
+        None => HashMap::new(),
+        Some(path) => envfile::read(path).map_err(|error| Fatal::EnvFile {
+            path: path.clone(),
+            error,
+        })?,
+    };
+    // A variable set in the environment wins over the file.
+    let lookup = move |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| file_vars.get(name).cloned())
+    };
+    match &invocation.command {
+        Command::Help => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Command::Version => {
+            println!("crm-relay {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Server => server(&lookup),
+        Command::Client => client(&lookup),
+        Command::Check => check(&lookup),
+        Command::Dlq(cmd) => dlq_command(&lookup, cmd),
+    }
 }
 
-fn config_error(e: &ConfigError) -> ExitCode {
-    usage_error(&format!("configuration error: {e}"))
-}
-
-/// Exit code 1, logged: a runtime failure.
-fn fatal(what: &str, e: &dyn std::error::Error) -> ExitCode {
-    log::error!("{what}: {}", Report(e));
-    ExitCode::from(1)
+/// Says why a command failed: usage errors with the help hint, role failures through the
+/// log (once a role runs, stderr is its log), the rest on stderr.
+pub fn report(fatal: &Fatal) {
+    match fatal {
+        Fatal::Reported => {}
+        f if f.is_usage() => eprintln!("crm-relay: {}\nTry 'crm-relay --help'.", Report(f)),
+        f if log::max_level() >= log::LevelFilter::Error => log::error!("{}", Report(f)),
+        f => eprintln!("crm-relay: {}", Report(f)),
+    }
 }
 
 fn init_logger(level: log::LevelFilter) {
@@ -45,84 +72,57 @@ fn init_logger(level: log::LevelFilter) {
         .init();
 }
 
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+        .map_err(Fatal::Start)
 }
 
-/// What both roles set up before running: the store, signal handling, the admin listener.
-struct Started {
-    store: Arc<Store>,
-    shutdown: Shutdown,
-}
-
-/// Opens the store, installs signal handlers and starts the admin listener (if configured)
-/// with `role`'s metrics. `Err` is the exit code of a fatal failure, already logged.
-async fn start_role(
-    common: &CommonConfig,
-    admin: Option<SocketAddr>,
-    role: Role,
-) -> Result<Started, ExitCode> {
-    let store = Store::from_config(common).map_err(|e| fatal("opening the redis client", &e))?;
-    let store = Arc::new(store);
-    let shutdown = shutdown::on_signals().map_err(|e| fatal("installing signal handlers", &e))?;
-    if let Some(addr) = admin {
-        let listener = TcpListener::bind(addr)
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Fatal> {
+    let listener =
+        TcpListener::bind(addr)
             .await
-            .map_err(|e| fatal(&format!("binding RELAY_ADMIN_LISTEN {addr}"), &e))?;
-        let admin = Admin {
-            role,
-            store: store.clone(),
-        };
+            .map_err(|error| Fatal::Bind { what, addr, error })?;
+    // The address actually bound (port 0 picks one): tests and scripts read it here.
+    let bound = listener.local_addr().map_or(addr, |a| a);
+    log::info!("listening on {bound} ({what})");
+    Ok(listener)
+}
+
+/// Starts the admin listener, if one is configured, with `admin`'s handler.
+async fn serve_admin(
+    addr: Option<SocketAddr>,
+    admin: Admin,
+    shutdown: &Shutdown,
+) -> Result<(), Fatal> {
+    if let Some(addr) = addr {
+        let listener = bind("RELAY_ADMIN_LISTEN", addr).await?;
         let limits = Limits::new(64 * 1024, 64);
-        tokio::spawn(http::serve(
-            listener,
-            Arc::new(admin),
-            limits,
-            shutdown.clone(),
-        ));
+        let admin = std::sync::Arc::new(admin);
+        tokio::spawn(http::serve(listener, admin, limits, shutdown.clone()));
     }
-    Ok(Started { store, shutdown })
+    Ok(())
 }
 
-/// A runtime for a role, or the exit code if it cannot start.
-fn role_runtime(level: log::LevelFilter) -> Result<tokio::runtime::Runtime, ExitCode> {
-    init_logger(level);
-    runtime().map_err(|e| fatal("starting the runtime", &e))
-}
-
-pub fn server(get: Lookup) -> ExitCode {
-    let config = match ServerConfig::load(get) {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
-    let rt = match role_runtime(config.common.log_level) {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let listener = match TcpListener::bind(config.listen).await {
-            Ok(l) => l,
-            Err(e) => return fatal(&format!("binding {}", config.listen), &e),
-        };
-        let metrics = Arc::new(ServerMetrics::default());
-        let role = Role::Server(metrics.clone());
-        let Started { store, shutdown } =
-            match start_role(&config.common, config.admin_listen, role).await {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
+fn server(get: Lookup) -> Result<(), Fatal> {
+    let config = ServerConfig::load(get)?;
+    init_logger(config.common.log_level);
+    runtime()?.block_on(async {
+        let (listen, admin_listen) = (config.listen, config.admin_listen);
         log::info!(
             "crm-relay {} server starting: {}",
             env!("CARGO_PKG_VERSION"),
             config.summary()
         );
-        log_durability(&store).await;
-        let limits = server::limits(&config);
-        server::run(listener, &config, store, limits, metrics, shutdown).await;
+        let server = Server::new(config)?;
+        let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
+        let listener = bind("RELAY_LISTEN", listen).await?;
+        serve_admin(admin_listen, server.admin(), &shutdown).await?;
+        log_durability(server.store()).await;
+        server.run(listener, shutdown).await;
         log::info!("server stopped");
-        ExitCode::SUCCESS
+        Ok(())
     })
 }
 
@@ -136,64 +136,38 @@ async fn log_durability(store: &Store) {
     }
 }
 
-pub fn client(get: Lookup) -> ExitCode {
-    let config = match ClientConfig::load(get) {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
-    let rt = match role_runtime(config.common.log_level) {
-        Ok(rt) => rt,
-        Err(code) => return code,
-    };
-    rt.block_on(async {
-        let metrics = Arc::new(ClientMetrics::default());
-        let role = Role::Client(metrics.clone());
-        let Started { store, shutdown } =
-            match start_role(&config.common, config.admin_listen, role).await {
-                Ok(r) => r,
-                Err(code) => return code,
-            };
+fn client(get: Lookup) -> Result<(), Fatal> {
+    let config = ClientConfig::load(get)?;
+    init_logger(config.common.log_level);
+    runtime()?.block_on(async {
         log::info!(
             "crm-relay {} client starting: {}",
             env!("CARGO_PKG_VERSION"),
             config.summary()
         );
-        let _ = store;
-        match client::run(config, metrics, shutdown).await {
-            Ok(()) => {
-                log::info!("client stopped");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fatal("client", &e),
-        }
+        let admin_listen = config.admin_listen;
+        let client = Client::new(config)?;
+        let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
+        serve_admin(admin_listen, client.admin(), &shutdown).await?;
+        client.run(shutdown).await?;
+        log::info!("client stopped");
+        Ok(())
     })
 }
 
 /// `crm-relay check`: configuration of every role it can see, then Redis.
-pub fn check(get: Lookup) -> ExitCode {
-    let common = match CommonConfig::load(get) {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
-    init_logger(log::LevelFilter::Error);
+fn check(get: Lookup) -> Result<(), Fatal> {
+    let common = CommonConfig::load(get)?;
     let has = |name: &str| get(name).is_some_and(|v| !v.trim().is_empty());
     if has("RELAY_API_KEYS") || has("RELAY_META_APP_SECRET") {
-        match ServerConfig::load(get) {
-            Ok(c) => println!("ok: server configuration: {}", c.summary()),
-            Err(e) => return config_error(&e),
-        }
+        let c = ServerConfig::load(get)?;
+        println!("ok: server configuration: {}", c.summary());
     }
     if has("RELAY_TARGET_URL") {
-        match ClientConfig::load(get) {
-            Ok(c) => println!("ok: client configuration: {}", c.summary()),
-            Err(e) => return config_error(&e),
-        }
+        let c = ClientConfig::load(get)?;
+        println!("ok: client configuration: {}", c.summary());
     }
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fatal("starting the runtime", &e),
-    };
-    let findings = rt.block_on(async {
+    let findings = runtime()?.block_on(async {
         match Store::from_config(&common) {
             Ok(store) => durability::inspect(&store).await,
             Err(e) => vec![durability::Finding {
@@ -216,86 +190,65 @@ pub fn check(get: Lookup) -> ExitCode {
         println!("{tag}: {}", f.text);
     }
     println!("{}", if usable { "usable" } else { "NOT usable" });
-    if usable {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
+    usable.then_some(()).ok_or(Fatal::Reported)
 }
 
 /// `crm-relay dlq …`.
-pub fn dlq(get: Lookup, cmd: &DlqCommand) -> ExitCode {
-    let common = match CommonConfig::load(get) {
-        Ok(c) => c,
-        Err(e) => return config_error(&e),
-    };
-    init_logger(log::LevelFilter::Error);
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return fatal("starting the runtime", &e),
-    };
-    rt.block_on(async {
-        let store = match Store::from_config(&common) {
-            Ok(s) => s,
-            Err(e) => return failed(&e),
-        };
-        let key = common.dlq_stream.as_str();
+fn dlq_command(get: Lookup, cmd: &DlqCommand) -> Result<(), Fatal> {
+    let common = CommonConfig::load(get)?;
+    let store = Store::from_config(&common).map_err(|error| Fatal::Store {
+        doing: "opening the redis client",
+        error,
+    })?;
+    let failed = |doing| move |error| Fatal::Store { doing, error };
+    runtime()?.block_on(async {
         match cmd {
-            DlqCommand::List { limit } => match store.dlq_list(*limit).await {
-                Ok(entries) => {
-                    print!("{}", dlq::table(&entries, unix_ms()));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => failed(&e),
-            },
+            DlqCommand::List { limit } => {
+                let entries = store
+                    .dlq_list(*limit)
+                    .await
+                    .map_err(failed("listing dead letters"))?;
+                print!("{}", dlq::table(&entries, crate::clock::unix_ms()));
+                Ok(())
+            }
             DlqCommand::Show(id) => match store.dlq_get(*id).await {
                 Ok(Some(entry)) => {
                     print!("{}", dlq::show(&entry));
-                    ExitCode::SUCCESS
+                    Ok(())
                 }
-                Ok(None) | Err(crate::stream::StoreError::Refused(_)) => {
-                    eprintln!("crm-relay: no dead letter {id} in {key}");
-                    ExitCode::from(1)
+                Ok(None) => {
+                    eprintln!("crm-relay: no dead letter {id} in {}", store.dlq());
+                    Err(Fatal::Reported)
                 }
-                Err(e) => failed(&e),
+                Err(e) => Err(failed("reading the dead letter")(e)),
             },
-            DlqCommand::Replay(sel) => report(dlq::replay(&store, sel).await, "replayed"),
-            DlqCommand::Purge(sel) => report(dlq::purge(&store, sel).await, "purged"),
+            DlqCommand::Replay(sel) => {
+                let out = dlq::replay(&store, sel)
+                    .await
+                    .map_err(failed("replaying dead letters"))?;
+                print_outcome(&out, "replayed")
+            }
+            DlqCommand::Purge(sel) => {
+                let out = dlq::purge(&store, sel)
+                    .await
+                    .map_err(failed("purging dead letters"))?;
+                print_outcome(&out, "purged")
+            }
         }
     })
 }
 
-/// Prints what a replay or purge did; unknown ids make the exit code 1.
-fn report(result: Result<Outcome, crate::stream::StoreError>, verb: &str) -> ExitCode {
-    let out = match result {
-        Ok(o) => o,
-        Err(e) => return failed(&e),
-    };
+/// Prints what a replay or purge did; unknown ids fail the command.
+fn print_outcome(out: &Outcome, verb: &str) -> Result<(), Fatal> {
     for (id, new_id) in &out.done {
-        if new_id.is_empty() {
-            println!("{verb} {id}");
-        } else {
-            println!("{verb} {id} as {new_id}");
+        match new_id {
+            Some(new_id) => println!("{verb} {id} as {new_id}"),
+            None => println!("{verb} {id}"),
         }
     }
     for id in &out.unknown {
         eprintln!("crm-relay: unknown dead letter {id}");
     }
     println!("{} {verb}, {} unknown", out.done.len(), out.unknown.len());
-    if out.unknown.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn failed(e: &dyn std::error::Error) -> ExitCode {
-    eprintln!("crm-relay: {}", Report(e));
-    ExitCode::from(1)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    out.unknown.is_empty().then_some(()).ok_or(Fatal::Reported)
 }

@@ -1,7 +1,13 @@
-//! Error types at the crate's boundaries, and `Report` to print a chain as `a: b: c`.
+//! Error types at the crate's boundaries: `ConfigError`, `Fatal` (what stops a command, mapped
+//! once to an exit code), and `Report`, which prints a cause chain as `a: b: c`.
 
 use std::error::Error;
 use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::envfile::EnvFileError;
+use crate::stream::StoreError;
 
 /// A configuration value that is missing or invalid; always names the variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,10 +17,10 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub fn new(var: impl Into<String>, msg: impl Into<String>) -> Self {
+    pub fn new(var: impl Into<String>, msg: impl fmt::Display) -> Self {
         ConfigError {
             var: var.into(),
-            msg: msg.into(),
+            msg: msg.to_string(),
         }
     }
 
@@ -32,6 +38,113 @@ impl fmt::Display for ConfigError {
 
 impl Error for ConfigError {}
 
+/// A value that does not parse (a duration, a size, a URL, a certificate file); says why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for Invalid {}
+
+/// Arguments that do not make a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Error for UsageError {}
+
+/// Why a command stopped. `exit_code` is the one place that turns it into a status.
+#[derive(Debug)]
+pub enum Fatal {
+    Usage(UsageError),
+    EnvFile {
+        path: PathBuf,
+        error: EnvFileError,
+    },
+    Config(ConfigError),
+    /// The runtime or the signal handlers could not start.
+    Start(std::io::Error),
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    /// Redis failed something the command cannot do without.
+    Store {
+        doing: &'static str,
+        error: StoreError,
+    },
+    /// The client's stream reader stopped: a bug; the exit code makes systemd restart it.
+    FeedLost,
+    /// The command ran and reported its failure itself (`check` found Redis unusable, a
+    /// DLQ id was unknown).
+    Reported,
+}
+
+impl Fatal {
+    /// 2 for usage and configuration errors, 1 for runtime failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Fatal::Usage(_) | Fatal::EnvFile { .. } | Fatal::Config(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// A usage or configuration error, which the user fixes on the command line.
+    pub fn is_usage(&self) -> bool {
+        self.exit_code() == 2
+    }
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fatal::Usage(_) => f.write_str("usage"),
+            Fatal::EnvFile { path, .. } => write!(f, "--env-file {}", path.display()),
+            Fatal::Config(_) => f.write_str("configuration error"),
+            Fatal::Start(_) => f.write_str("starting"),
+            Fatal::Bind { what, addr, .. } => write!(f, "binding {what} {addr}"),
+            Fatal::Store { doing, .. } => f.write_str(doing),
+            Fatal::FeedLost => f.write_str("the stream reader stopped unexpectedly"),
+            Fatal::Reported => f.write_str("failed"),
+        }
+    }
+}
+
+impl Error for Fatal {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Fatal::Usage(e) => Some(e),
+            Fatal::EnvFile { error, .. } => Some(error),
+            Fatal::Config(e) => Some(e),
+            Fatal::Start(e) | Fatal::Bind { error: e, .. } => Some(e),
+            Fatal::Store { error, .. } => Some(error),
+            Fatal::FeedLost | Fatal::Reported => None,
+        }
+    }
+}
+
+impl From<ConfigError> for Fatal {
+    fn from(e: ConfigError) -> Self {
+        Fatal::Config(e)
+    }
+}
+
+impl From<UsageError> for Fatal {
+    fn from(e: UsageError) -> Self {
+        Fatal::Usage(e)
+    }
+}
+
 /// Prints an error with its chain of causes: `binding 0.0.0.0:80: permission denied`.
 pub struct Report<'a>(pub &'a dyn Error);
 
@@ -44,5 +157,31 @@ impl fmt::Display for Report<'_> {
             cause = e.source();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_errors_map_to_exit_codes_and_print_their_chain() {
+        let e = Fatal::Config(ConfigError::new("RELAY_LISTEN", "bad"));
+        assert_eq!(
+            (e.exit_code(), Report(&e).to_string().as_str()),
+            (2, "configuration error: RELAY_LISTEN: bad")
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let e = Fatal::Bind {
+            what: "RELAY_LISTEN",
+            addr: "127.0.0.1:80".parse().unwrap(),
+            error: io,
+        };
+        assert_eq!(e.exit_code(), 1);
+        assert_eq!(
+            Report(&e).to_string(),
+            "binding RELAY_LISTEN 127.0.0.1:80: address in use"
+        );
+        assert_eq!(Fatal::FeedLost.exit_code(), 1);
     }
 }

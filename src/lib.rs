@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod clock;
 pub mod command;
 pub mod config;
 pub mod error;
@@ -33,4 +34,4 @@ pub mod ops;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
-pub mod tls;
+mod tls;

@@ -167,8 +167,14 @@ pub fn spawn(
     tx: &mpsc::UnboundedSender<Event>,
 ) {
     let Start {
-        id, entry, attempt, ..
+        id,
+        entry,
+        attempt,
+        probe,
     } = start;
+    if probe {
+        log::debug!("probing the target with {id} (attempt {attempt})");
+    }
     let text = |name| {
         entry
             .field(name)

@@ -10,7 +10,7 @@
 mod deliver;
 mod dispatch;
 mod feed;
-pub mod policy;
+pub(crate) mod policy;
 mod report;
 mod writes;
 
@@ -21,11 +21,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::config::ClientConfig;
-use crate::error::Report;
-use crate::http::client::Client as Http;
+use crate::error::{Fatal, Report};
+use crate::http::client::{Client as Http, Endpoint};
 use crate::metrics::ClientMetrics;
+use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
-use crate::stream::{Reader, Store, StoreError};
+use crate::stream::{Reader, Store};
 use dispatch::Dispatcher;
 use feed::Feed;
 use policy::backoff::Rng;
@@ -41,33 +42,6 @@ const CLAIM_MIN_IDLE: Duration = Duration::from_secs(6 * HOUSEKEEPING_EVERY.as_s
 const ACTIVE_BYTES: usize = 32 * 1024 * 1024;
 /// Bytes of bodies kept while their webhooks wait for a retry.
 const WAITING_BYTES: usize = 8 * 1024 * 1024;
-
-/// Why the client stopped without a shutdown.
-#[derive(Debug)]
-pub enum ClientError {
-    /// The consumer group could not be set up.
-    Group(StoreError),
-    /// The stream reader ended (a bug): the exit code says so and systemd restarts us.
-    FeedLost,
-}
-
-impl std::fmt::Display for ClientError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientError::Group(_) => f.write_str("setting up the consumer group"),
-            ClientError::FeedLost => f.write_str("the stream reader stopped unexpectedly"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Group(e) => Some(e),
-            ClientError::FeedLost => None,
-        }
-    }
-}
 
 /// The delivery policy of `config`.
 pub fn policy(config: &ClientConfig) -> Policy {
@@ -87,72 +61,101 @@ pub fn policy(config: &ClientConfig) -> Policy {
     }
 }
 
-/// Runs the client until `shutdown`.
-pub async fn run(
+/// The client role: its configuration, a store for the admin listener, and its metrics.
+pub struct Client {
     config: ClientConfig,
+    store: Arc<Store>,
     metrics: Arc<ClientMetrics>,
-    mut shutdown: Shutdown,
-) -> Result<(), ClientError> {
-    let common = &config.common;
-    let store = Store::from_config(common)
-        .map_err(ClientError::Group)?
-        .with_group(&config.group);
-    let store = Arc::new(store);
-    ensure_group(&store, &mut shutdown).await?;
-    let http = |target: &crate::http::client::Target, idle| {
-        Http::new(
-            target.clone(),
-            config.forward_timeout,
-            idle,
-            config.tls.clone(),
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Result<Client, Fatal> {
+        let store = Store::from_config(&config.common)
+            .map_err(|error| Fatal::Store {
+                doing: "opening the redis client",
+                error,
+            })?
+            .with_group(&config.group);
+        Ok(Client {
+            config,
+            store: Arc::new(store),
+            metrics: Arc::default(),
+        })
+    }
+
+    pub fn metrics(&self) -> Arc<ClientMetrics> {
+        self.metrics.clone()
+    }
+
+    /// The admin listener's handler for this role.
+    pub fn admin(&self) -> Admin {
+        Admin {
+            role: Role::Client(self.metrics.clone()),
+            store: self.store.clone(),
+        }
+    }
+
+    /// Runs until `shutdown`. Fails if the group cannot be set up, or if the stream reader
+    /// stops without a shutdown.
+    pub async fn run(self, mut shutdown: Shutdown) -> Result<(), Fatal> {
+        let Client {
+            config,
+            store,
+            metrics,
+        } = self;
+        let common = &config.common;
+        ensure_group(&store, &mut shutdown).await?;
+        let (want_tx, want_rx) = mpsc::channel(1);
+        let (feed_tx, feed_rx) = mpsc::channel(16);
+        let reader = Reader::new(
+            &common.redis_url,
+            common.ca_pem.as_deref(),
+            &common.stream,
+            &config.group,
+            &config.consumer,
         )
-        .map(Arc::new)
-        .expect("TLS settings exist for https:// targets: built with the configuration")
-    };
-    let (want_tx, want_rx) = mpsc::channel(1);
-    let (feed_tx, feed_rx) = mpsc::channel(16);
-    let reader = Reader::new(
-        &common.redis_url,
-        common.ca_pem.as_deref(),
-        &common.stream,
-        &config.group,
-        &config.consumer,
-    )
-    .map_err(ClientError::Group)?;
-    let feed = Feed {
-        reader,
-        store: store.clone(),
-        consumer: config.consumer.clone(),
-        claim_min_idle: CLAIM_MIN_IDLE,
-        want: want_rx,
-        out: feed_tx,
-    };
-    let feed_task = tokio::spawn(feed.run(shutdown.clone()));
-    let (tx, rx) = mpsc::unbounded_channel();
-    let health = config.health.as_ref().map(|h| http(h, 1));
-    let mut dispatcher = Dispatcher {
-        jobs: Jobs::new(policy(&config), Rng::from_entropy()),
-        http: http(&config.target, config.concurrency),
-        metrics,
-        writes: Writes::new(store, config.consumer.clone(), health, tx.clone()),
-        tx,
-        rx,
-        want: want_tx,
-        reading: false,
-        fresh_idle: false,
-        deliveries: JoinSet::new(),
-        feed_lost: false,
-    };
-    dispatcher.run(feed_rx, shutdown).await;
-    feed_task.abort();
-    match dispatcher.feed_lost {
-        true => Err(ClientError::FeedLost),
-        false => Ok(()),
+        .map_err(|error| Fatal::Store {
+            doing: "opening the stream reader",
+            error,
+        })?;
+        let feed = Feed {
+            reader,
+            store: store.clone(),
+            consumer: config.consumer.clone(),
+            claim_min_idle: CLAIM_MIN_IDLE,
+            want: want_rx,
+            out: feed_tx,
+        };
+        let feed_task = tokio::spawn(feed.run(shutdown.clone()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let http = |endpoint: &Endpoint, idle| {
+            Arc::new(Http::new(endpoint.clone(), config.forward_timeout, idle))
+        };
+        let health = config.health.as_ref().map(|h| http(h, 1));
+        let mut dispatcher = Dispatcher {
+            jobs: Jobs::new(policy(&config), Rng::from_entropy()),
+            http: http(&config.target, config.concurrency),
+            metrics,
+            writes: Writes::new(store, config.consumer.clone(), health, tx.clone()),
+            tx,
+            rx,
+            want: want_tx,
+            reading: false,
+            fresh_idle: false,
+            deliveries: JoinSet::new(),
+            feed_lost: false,
+        };
+        dispatcher.run(feed_rx, shutdown).await;
+        feed_task.abort();
+        match dispatcher.feed_lost {
+            true => Err(Fatal::FeedLost),
+            false => Ok(()),
+        }
     }
 }
 
 /// Creates the consumer group, retrying while Redis is unreachable.
-async fn ensure_group(store: &Store, shutdown: &mut Shutdown) -> Result<(), ClientError> {
+async fn ensure_group(store: &Store, shutdown: &mut Shutdown) -> Result<(), Fatal> {
     let mut warned = false;
     loop {
         match store.create_group().await {
@@ -167,7 +170,12 @@ async fn ensure_group(store: &Store, shutdown: &mut Shutdown) -> Result<(), Clie
                     log::warn!("redis unreachable at start, retrying: {}", Report(&e));
                 }
             }
-            Err(e) => return Err(ClientError::Group(e)),
+            Err(error) => {
+                return Err(Fatal::Store {
+                    doing: "setting up the consumer group",
+                    error,
+                });
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}

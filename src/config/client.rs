@@ -5,14 +5,14 @@ use std::time::Duration;
 use super::{CommonConfig, Lookup, admin_listen, parse_count, parse_duration, parsed, var};
 use crate::client::policy::backoff::Backoff;
 use crate::error::ConfigError;
-use crate::http::client::Target;
+use crate::http::client::{Endpoint, Target};
 
 /// Settings of `crm-relay client`.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     pub common: CommonConfig,
-    /// `RELAY_TARGET_URL`, parsed.
-    pub target: Target,
+    /// `RELAY_TARGET_URL`, parsed, with its TLS settings.
+    pub target: Endpoint,
     /// `RELAY_GROUP`: the consumer group.
     pub group: String,
     /// `RELAY_CONSUMER`: this process's consumer name (default: the host name).
@@ -32,9 +32,7 @@ pub struct ClientConfig {
     /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
     pub admin_listen: Option<std::net::SocketAddr>,
     /// `RELAY_TARGET_HEALTH_URL`: a `GET` whose 2xx is evidence that the target is up.
-    pub health: Option<Target>,
-    /// TLS settings for `https://` targets: bundled roots plus `RELAY_CA_FILE`.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    pub health: Option<Endpoint>,
 }
 
 impl ClientConfig {
@@ -46,19 +44,19 @@ impl ClientConfig {
                 "required: where webhooks are forwarded (http://host:port/path)",
             )
         })?;
-        let target =
-            Target::parse(url.trim()).map_err(|e| ConfigError::new("RELAY_TARGET_URL", e))?;
-        let health = var(get, "RELAY_TARGET_HEALTH_URL")
-            .map(|u| Target::parse(u.trim()))
-            .transpose()
-            .map_err(|e| ConfigError::new("RELAY_TARGET_HEALTH_URL", e))?;
-        let tls = match target.tls || health.as_ref().is_some_and(|h| h.tls) {
-            false => None,
-            true => Some(
-                crate::tls::client_config(common.ca_pem.as_deref())
-                    .map_err(|e| ConfigError::new("RELAY_CA_FILE", e))?,
-            ),
+        // TLS settings (bundled roots plus RELAY_CA_FILE) for whichever URL is https://.
+        let tls = || {
+            crate::tls::client_config(common.ca_pem.as_deref())
+                .map_err(|e| ConfigError::new("RELAY_CA_FILE", e))
         };
+        let endpoint = |name: &str, url: &str| {
+            let target = Target::parse(url.trim()).map_err(|e| ConfigError::new(name, e))?;
+            Endpoint::new(target, tls)
+        };
+        let target = endpoint("RELAY_TARGET_URL", &url)?;
+        let health = var(get, "RELAY_TARGET_HEALTH_URL")
+            .map(|u| endpoint("RELAY_TARGET_HEALTH_URL", &u))
+            .transpose()?;
         let small = |name: &str, default: &str| -> Result<u32, ConfigError> {
             let n = parsed(get, name, default, parse_count)?;
             u32::try_from(n).map_err(|_| ConfigError::new(name, "too large"))
@@ -90,7 +88,6 @@ impl ClientConfig {
             breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
             admin_listen: admin_listen(get, "127.0.0.1:9091")?,
             health,
-            tls,
         })
     }
 
@@ -99,10 +96,10 @@ impl ClientConfig {
     pub fn summary(&self) -> String {
         format!(
             "target={} health={} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
-            self.target.display(),
+            self.target.target().display(),
             self.health
                 .as_ref()
-                .map_or_else(|| "off".to_owned(), Target::display),
+                .map_or_else(|| "off".to_owned(), |h| h.target().display()),
             self.admin_listen
                 .map_or_else(|| "off".to_owned(), |a| a.to_string()),
             self.common.redis_display(),

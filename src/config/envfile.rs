@@ -1,9 +1,41 @@
 //! `--env-file`: `KEY=VALUE` lines, `#` comments, optional `export` and quotes.
 
 use std::collections::HashMap;
+use std::fmt;
 
-/// Parses an env file; errors name the line (never its value, which may be a secret).
-pub fn parse(text: &str) -> Result<HashMap<String, String>, String> {
+/// What is wrong with an env file; names the line, never its value (it may be a secret).
+#[derive(Debug)]
+pub enum EnvFileError {
+    Read(std::io::Error),
+    Line { line: usize, problem: &'static str },
+}
+
+impl fmt::Display for EnvFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvFileError::Read(e) => write!(f, "cannot read it: {e}"),
+            EnvFileError::Line { line, problem } => write!(f, "line {line}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for EnvFileError {}
+
+fn at(line: usize, problem: &'static str) -> EnvFileError {
+    EnvFileError::Line {
+        line: line + 1,
+        problem,
+    }
+}
+
+/// Reads and parses the env file at `path`.
+pub fn read(path: &std::path::Path) -> Result<HashMap<String, String>, EnvFileError> {
+    let text = std::fs::read_to_string(path).map_err(EnvFileError::Read)?;
+    parse(&text)
+}
+
+/// Parses an env file.
+pub fn parse(text: &str) -> Result<HashMap<String, String>, EnvFileError> {
     let mut vars = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -12,14 +44,13 @@ pub fn parse(text: &str) -> Result<HashMap<String, String>, String> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
-            return Err(format!("line {}: expected KEY=VALUE", i + 1));
+            return Err(at(i, "expected KEY=VALUE"));
         };
         let key = key.trim();
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(format!("line {}: invalid variable name", i + 1));
+            return Err(at(i, "invalid variable name"));
         }
-        let value =
-            unquote(value.trim()).ok_or_else(|| format!("line {}: unbalanced quote", i + 1))?;
+        let value = unquote(value.trim()).ok_or_else(|| at(i, "unbalanced quote"))?;
         vars.insert(key.to_owned(), value);
     }
     Ok(vars)
@@ -58,8 +89,8 @@ mod tests {
     #[test]
     fn errors_name_the_line_not_the_value() {
         let err = parse("A=1\nSECRET\n").unwrap_err();
-        assert_eq!(err, "line 2: expected KEY=VALUE");
+        assert_eq!(err.to_string(), "line 2: expected KEY=VALUE");
         let err = parse("K=\"hunter2\n").unwrap_err();
-        assert!(!err.contains("hunter2"));
+        assert!(!err.to_string().contains("hunter2"));
     }
 }

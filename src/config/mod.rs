@@ -92,8 +92,9 @@ impl ServerConfig {
             ));
         }
         let listen = parsed(get, "RELAY_LISTEN", "0.0.0.0:8080", |s| {
-            s.parse::<SocketAddr>()
-                .map_err(|_| format!("{s:?} is not an address like 0.0.0.0:8080"))
+            s.parse::<SocketAddr>().map_err(|_| {
+                crate::error::Invalid(format!("{s:?} is not an address like 0.0.0.0:8080"))
+            })
         })?;
         let max_connections = parsed(get, "RELAY_MAX_CONNECTIONS", "10000", parse_count)?;
         Ok(ServerConfig {
@@ -164,7 +165,7 @@ fn parsed<T>(
     get: Lookup,
     name: &str,
     default: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
+    parse: impl Fn(&str) -> Result<T, crate::error::Invalid>,
 ) -> Result<T, ConfigError> {
     let raw = var(get, name).unwrap_or_else(|| default.to_owned());
     parse(raw.trim()).map_err(|msg| ConfigError::new(name, msg))

@@ -98,7 +98,7 @@ fn client_defaults_follow_spec() {
     assert_eq!(c.breaker_threshold, 5);
     assert_eq!(c.breaker_cooldown, std::time::Duration::from_secs(30));
     assert_eq!(c.common.dlq_stream, "relay:{webhooks}:dlq");
-    assert_eq!(c.target.path, "/in");
+    assert_eq!(c.target.target().path, "/in");
     assert_eq!(c.admin_listen, Some("127.0.0.1:9091".parse().unwrap()));
 }
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::error::Invalid;
+
 /// A value that must never be printed: `Debug` and `Display` show `***`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -31,7 +33,11 @@ impl fmt::Display for Secret {
 }
 
 /// `500ms`, `30s`, `10m`, `24h`, `7d`: a whole number with a unit.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, Invalid> {
+    duration(s).map_err(Invalid)
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -60,7 +66,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Bytes, optionally with `KiB` or `MiB`: `1048576`, `512KiB`, `4MiB`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub fn parse_size(s: &str) -> Result<u64, Invalid> {
+    size(s).map_err(Invalid)
+}
+
+fn size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
@@ -88,11 +98,14 @@ pub fn parse_list(s: &str) -> Vec<String> {
 }
 
 /// A positive whole number.
-pub fn parse_count(s: &str) -> Result<u64, String> {
+pub fn parse_count(s: &str) -> Result<u64, Invalid> {
     match s.trim().parse::<u64>() {
-        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(0) => Err(Invalid("must be at least 1".to_owned())),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("{:?} is not a positive whole number", s.trim())),
+        Err(_) => Err(Invalid(format!(
+            "{:?} is not a positive whole number",
+            s.trim()
+        ))),
     }
 }
 

@@ -35,7 +35,7 @@ impl http::Handler for Admin {
         let path = req.head.path().to_owned();
         let method = req.head.method.as_str();
         match (path.as_str(), method) {
-            ("/health", "GET" | "HEAD") => self.health().await,
+            ("/health", "GET" | "HEAD") => super::health(&self.store).await,
             ("/metrics", "GET" | "HEAD") => self.metrics().await,
             ("/dlq", "GET" | "HEAD") => self.list(&req.head).await,
             ("/dlq/replay", "POST") => self.replay(&req.body).await,
@@ -52,13 +52,6 @@ impl http::Handler for Admin {
 }
 
 impl Admin {
-    async fn health(&self) -> Response {
-        match self.store.ping().await {
-            Ok(()) => Response::json(200, r#"{"status":"ok","redis":"ok"}"#),
-            Err(_) => Response::json(503, r#"{"status":"degraded","redis":"down"}"#),
-        }
-    }
-
     async fn metrics(&self) -> Response {
         let mut out = String::new();
         match &self.role {
@@ -158,6 +151,7 @@ impl Admin {
         match dlq::replay(&self.store, &sel).await {
             Ok(out) => {
                 for (id, new_id) in &out.done {
+                    let new_id = new_id.as_deref().unwrap_or("?");
                     log::info!("replayed dead letter {id} as {new_id}");
                 }
                 let replayed: Vec<Value> = out

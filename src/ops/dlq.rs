@@ -17,8 +17,8 @@ pub enum Selection {
 /// What a replay or purge did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// `(dlq id, new main-stream id)` for replays; `(dlq id, "")` for purges.
-    pub done: Vec<(String, String)>,
+    /// `(dlq id, new main-stream id)` for replays; `(dlq id, None)` for purges.
+    pub done: Vec<(String, Option<String>)>,
     /// Ids that are not in the DLQ (or are not stream ids at all).
     pub unknown: Vec<String>,
 }
@@ -29,7 +29,7 @@ pub async fn replay(store: &Store, sel: &Selection) -> Result<Outcome, StoreErro
     for (raw, id) in ids(store, sel).await? {
         match id {
             Some(id) => match store.dlq_replay(id).await? {
-                Some(new_id) => out.done.push((raw, new_id)),
+                Some(new_id) => out.done.push((raw, Some(new_id))),
                 None => out.unknown.push(raw),
             },
             None => out.unknown.push(raw),
@@ -43,7 +43,7 @@ pub async fn purge(store: &Store, sel: &Selection) -> Result<Outcome, StoreError
     let mut out = Outcome::default();
     for (raw, id) in ids(store, sel).await? {
         match id {
-            Some(id) if store.dlq_delete(id).await? => out.done.push((raw, String::new())),
+            Some(id) if store.dlq_delete(id).await? => out.done.push((raw, None)),
             _ => out.unknown.push(raw),
         }
     }

@@ -2,5 +2,18 @@
 //! CLI and the admin API, and the Redis durability check.
 
 pub mod admin;
-pub mod dlq;
-pub mod durability;
+pub(crate) mod dlq;
+pub(crate) mod durability;
+
+use crate::http::Response;
+use crate::stream::Store;
+
+/// The `/health` answer of both listeners: `200` while Redis answers, else `503` with
+/// `Retry-After`.
+pub async fn health(store: &Store) -> Response {
+    match store.ping().await {
+        Ok(()) => Response::json(200, r#"{"status":"ok","redis":"ok"}"#),
+        Err(_) => Response::json(503, r#"{"status":"degraded","redis":"down"}"#)
+            .with_header("Retry-After", "5"),
+    }
+}

@@ -2,7 +2,7 @@
 //! `RELAY_RETENTION`, but never one a consumer group still needs (pending, or not yet read).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::shutdown::Shutdown;
 use crate::stream::{Store, StoreError};
@@ -50,9 +50,7 @@ pub async fn trim_once(store: &Store, retention: Duration) -> Result<u64, StoreE
             oldest_pending: store.oldest_pending(&g.name).await?,
         });
     }
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = crate::clock::unix_ms();
     let cutoff = now.saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
     match safe_min_id(&needs, cutoff) {
         Some(min_id) => store.trim_below(&min_id).await,

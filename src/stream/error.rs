@@ -37,6 +37,18 @@ impl std::error::Error for StoreError {
 }
 
 impl StoreError {
+    /// What a failed command means: an error reply on a healthy connection is a refusal;
+    /// anything else means the connection must not be used again.
+    pub(super) fn from_redis(e: redis::RedisError, deadline: Duration) -> StoreError {
+        if e.code().is_some() && !e.is_connection_dropped() {
+            StoreError::Refused(e)
+        } else if e.is_timeout() {
+            StoreError::Timeout(deadline)
+        } else {
+            StoreError::Connection(e)
+        }
+    }
+
     /// Whether Redis itself answered (an error reply): the connection is fine.
     pub fn is_refusal(&self) -> bool {
         matches!(self, StoreError::Refused(_) | StoreError::Protocol(_))

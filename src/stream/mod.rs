@@ -197,16 +197,11 @@ impl Store {
     }
 
     fn classify(&self, generation: u64, e: redis::RedisError, deadline: Duration) -> StoreError {
-        if e.code().is_some() && !e.is_connection_dropped() {
-            StoreError::Refused(e)
-        } else {
+        let e = StoreError::from_redis(e, deadline);
+        if !e.is_refusal() {
             self.drop_connection(Some(generation));
-            if e.is_timeout() {
-                StoreError::Timeout(deadline)
-            } else {
-                StoreError::Connection(e)
-            }
         }
+        e
     }
 
     /// The current connection, connecting first if there is none.

@@ -109,11 +109,11 @@ impl Reader {
         let reply = match tokio::time::timeout(deadline, self.query(&cmd)).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
-                if e.code().is_none() || e.is_connection_dropped() {
+                let e = StoreError::from_redis(e, deadline);
+                if !e.is_refusal() {
                     self.conn = None;
-                    return Err(StoreError::Connection(e));
                 }
-                return Err(StoreError::Refused(e));
+                return Err(e);
             }
             Err(_) => {
                 self.conn = None;

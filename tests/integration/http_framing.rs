@@ -330,11 +330,12 @@ async fn truncated_bodies_are_never_stored() {
 async fn slow_heads_and_bodies_time_out_with_408() {
     let redis = Redis::start();
     let config = server_config(&redis.url(), "t:slow");
-    let mut limits = crm_relay::server::limits(&config);
-    limits.header_timeout = Duration::from_millis(300);
-    limits.body_timeout = Duration::from_millis(300);
-    limits.idle_timeout = Duration::from_millis(300);
-    let relay = Relay::start_with(config, limits).await;
+    let relay = Relay::start_with(config, |limits| {
+        limits.header_timeout = Duration::from_millis(300);
+        limits.body_timeout = Duration::from_millis(300);
+        limits.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
 
     let mut c = relay.connect().await;
     c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n").await; // head never finished
@@ -357,9 +358,10 @@ async fn slow_heads_and_bodies_time_out_with_408() {
 async fn connections_over_the_cap_get_503() {
     let redis = Redis::start();
     let config = server_config(&redis.url(), "t:cap");
-    let mut limits = crm_relay::server::limits(&config);
-    limits.max_connections = 2;
-    let relay = Relay::start_with(config, limits).await;
+    let relay = Relay::start_with(config, |limits| {
+        limits.max_connections = 2;
+    })
+    .await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let mut c = relay.connect().await;

@@ -17,6 +17,7 @@ use super::policy::jobs::{Effect, Jobs};
 use super::policy::outcome::{Verdict, classify};
 use super::writes::Writes;
 use crate::http::client::Client as Http;
+use crate::clock::unix_ms;
 use crate::metrics::ClientMetrics;
 use crate::shutdown::Shutdown;
 use crate::stream::{DeadLettered, Entry, Record, StoreError, Stored, StreamId};
@@ -235,10 +236,4 @@ impl Dispatcher {
             self.effects(fx);
         }
     }
-}
-
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -69,11 +69,6 @@ pub fn classify(attempt: &Attempt) -> Verdict {
     }
 }
 
-/// `Retry-After` as delay-seconds. (HTTP dates are ignored: local apps send seconds.)
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,7 +114,5 @@ mod tests {
         assert_eq!(status(429, Some(7)), Verdict::Throttled { retry_after: ra });
         assert_eq!(status(503, Some(7)), Verdict::Throttled { retry_after: ra });
         assert_eq!(status(500, Some(7)), Verdict::Failed { retry_after: ra });
-        assert_eq!(parse_retry_after(" 7 "), ra);
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 }

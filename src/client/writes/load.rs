@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Event, FETCH_BYTES, Writes};
-use crate::client::dispatch::unix_ms;
+use crate::clock::unix_ms;
 use crate::client::policy::jobs::{Effect, Jobs};
 use crate::error::Report;
 use crate::stream::{Entry, StoreError, Stored, StreamId};

@@ -64,6 +64,33 @@ impl std::fmt::Display for SendError {
 
 impl std::error::Error for SendError {}
 
+/// A target with what it takes to reach it: for `https://`, the TLS settings. Built once
+/// with the configuration, so an `https://` target without TLS settings cannot exist.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    Http(Target),
+    Https(Target, Arc<rustls::ClientConfig>),
+}
+
+impl Endpoint {
+    /// `target`, with TLS settings from `tls` when it is `https://`.
+    pub fn new<E>(
+        target: Target,
+        tls: impl FnOnce() -> Result<Arc<rustls::ClientConfig>, E>,
+    ) -> Result<Endpoint, E> {
+        Ok(match target.tls {
+            false => Endpoint::Http(target),
+            true => Endpoint::Https(target, tls()?),
+        })
+    }
+
+    pub fn target(&self) -> &Target {
+        match self {
+            Endpoint::Http(t) | Endpoint::Https(t, _) => t,
+        }
+    }
+}
+
 /// A client for one target with a pool of idle keep-alive connections.
 pub struct Client {
     target: Target,
@@ -73,24 +100,18 @@ pub struct Client {
     max_idle: usize,
 }
 
-/// An `https://` target without TLS settings: a configuration bug.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MissingTls;
-
 impl Client {
-    /// A client for `target`; `tls` is required for `https://` targets (see `crate::tls`).
-    pub fn new(
-        target: Target,
-        timeout: Duration,
-        max_idle: usize,
-        tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<Self, MissingTls> {
-        let tls = match (target.tls, tls) {
-            (false, _) => None,
-            (true, None) => return Err(MissingTls),
-            (true, Some(config)) => Some((conn::tls_connector(config), target.server_name())),
+    /// A client for `endpoint`: each request must be answered within `timeout`; at most
+    /// `max_idle` connections are kept.
+    pub fn new(endpoint: Endpoint, timeout: Duration, max_idle: usize) -> Self {
+        let (target, tls) = match endpoint {
+            Endpoint::Http(target) => (target, None),
+            Endpoint::Https(target, config) => {
+                let name = target.server_name();
+                (target, Some((conn::tls_connector(config), name)))
+            }
         };
-        Ok(Client {
+        Client {
             connector: Connector {
                 host: target.host.clone(),
                 port: target.port,
@@ -100,7 +121,7 @@ impl Client {
             timeout,
             idle: Mutex::new(Vec::new()),
             max_idle,
-        })
+        }
     }
 
     /// The target, for log lines.

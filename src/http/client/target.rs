@@ -2,6 +2,8 @@
 
 use rustls::pki_types::ServerName;
 
+use crate::error::Invalid;
+
 /// Where requests go: an `http(s)://host[:port][/path][?query]` URL, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -16,7 +18,11 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn parse(url: &str) -> Result<Target, String> {
+    pub fn parse(url: &str) -> Result<Target, Invalid> {
+        Self::parse_url(url).map_err(Invalid)
+    }
+
+    fn parse_url(url: &str) -> Result<Target, String> {
         let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
             (false, rest)
         } else if let Some(rest) = url.strip_prefix("https://") {

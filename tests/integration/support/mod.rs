@@ -332,24 +332,21 @@ pub struct Relay {
 impl Relay {
     pub async fn start(redis: &Redis, stream: &str) -> Relay {
         let config = server_config(&redis.url(), stream);
-        let limits = crm_relay::server::limits(&config);
-        Relay::start_with(config, limits).await
+        Relay::start_with(config, |_| {}).await
     }
 
-    pub async fn start_with(config: ServerConfig, limits: Limits) -> Relay {
+    /// Starts with `config`, its HTTP limits changed by `tune` first.
+    pub async fn start_with(config: ServerConfig, tune: impl FnOnce(&mut Limits)) -> Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let store = Arc::new(Store::from_config(&config.common).expect("store"));
-
-        let (trigger, shutdown) = shutdown::channel();
         let stream = config.common.stream.clone();
-        let metrics = Arc::new(crm_relay::metrics::ServerMetrics::default());
-        let m = metrics.clone();
-        let task = tokio::spawn(async move {
-            crm_relay::server::run(listener, &config, store, limits, m, shutdown).await;
-        });
+        let mut server = crm_relay::server::Server::new(config).expect("server");
+        tune(server.limits_mut());
+        let metrics = server.metrics();
+        let (trigger, shutdown) = shutdown::channel();
+        let task = tokio::spawn(server.run(listener, shutdown));
         Relay {
             addr,
             stream,
@@ -579,12 +576,10 @@ pub struct RelayClient {
 impl RelayClient {
     pub fn start(config: ClientConfig) -> RelayClient {
         let (trigger, shutdown) = shutdown::channel();
-        let metrics = Arc::new(crm_relay::metrics::ClientMetrics::default());
-        let m = metrics.clone();
+        let client = crm_relay::client::Client::new(config).expect("client");
+        let metrics = client.metrics();
         let task = tokio::spawn(async move {
-            crm_relay::client::run(config, m, shutdown)
-                .await
-                .expect("client runs");
+            client.run(shutdown).await.expect("client runs");
         });
         RelayClient {
             trigger,

@@ -1,0 +1,73 @@
+//! Meta's subscription handshake: `GET <callback>?hub.mode=subscribe&hub.verify_token=T&
+//! hub.challenge=C` answered with `C` when `T` is the configured verify token.
+
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::http::{Head, Response};
+
+/// The answer to a handshake request; `404` when no verify token is configured.
+pub fn answer(verify_token: Option<&Secret>, head: &Head) -> Response {
+    let Some(expected) = verify_token else {
+        return Response::error(404, "verification handshake not configured");
+    };
+    let query = head.query().unwrap_or("");
+    let (mut mode, mut token, mut challenge) = (None, None, None);
+    for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+        match percent_decode(k).as_deref() {
+            Some("hub.mode") => mode = percent_decode(v),
+            Some("hub.verify_token") => token = percent_decode(v),
+            Some("hub.challenge") => challenge = percent_decode(v),
+            _ => {}
+        }
+    }
+    let token_ok =
+        token.is_some_and(|t| bool::from(t.as_bytes().ct_eq(expected.expose().as_bytes())));
+    match challenge {
+        _ if mode.as_deref() != Some("subscribe") || !token_ok => {
+            log::warn!("verification handshake refused: wrong mode or token");
+            Response::error(403, "verification failed")
+        }
+        None => Response::error(400, "missing hub.challenge"),
+        Some(c) => Response::text(200, c),
+    }
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); `None` for invalid escapes or non-UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%7E%7e").as_deref(), Some("~~"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+}

@@ -1,0 +1,195 @@
+//! The public listener's request handler: routes, authenticates webhooks, stores them and
+//! answers `200` only once Redis has the entry.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::auth::Authenticator;
+use super::handshake;
+use crate::config::{Secret, ServerConfig};
+use crate::error::Report;
+use crate::http::{self, Head, Request, Response};
+use crate::metrics::ServerMetrics;
+use crate::stream::{Record, Store, StoreError};
+
+/// Seconds a sender is asked to wait before retrying while Redis cannot take entries.
+pub const RETRY_AFTER_SECS: &str = "5";
+/// Longest `<source>` in `/webhook/<source>`.
+const MAX_SOURCE_LEN: usize = 64;
+
+/// What a request path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Health,
+    /// `/webhook` (no source) or `/webhook/<source>`.
+    Webhook(Option<&'a str>),
+    NotFound,
+}
+
+/// The handler: credentials, the store, the backlog cap's flag.
+pub struct Ingest {
+    auth: Authenticator,
+    verify_token: Option<Secret>,
+    store: Arc<Store>,
+    metrics: Arc<ServerMetrics>,
+    /// Set while the backlog is at the cap.
+    backlog_full: Arc<AtomicBool>,
+}
+
+impl Ingest {
+    pub fn new(
+        config: &ServerConfig,
+        store: Arc<Store>,
+        metrics: Arc<ServerMetrics>,
+        backlog_full: Arc<AtomicBool>,
+    ) -> Self {
+        Ingest {
+            auth: Authenticator::new(&config.api_keys, &config.app_secrets),
+            verify_token: config.verify_token.clone(),
+            store,
+            metrics,
+            backlog_full,
+        }
+    }
+
+    async fn ingest(&self, source: Option<&str>, req: Request) -> Response {
+        let started = Instant::now();
+        let resp = self.store_webhook(source, req).await;
+        self.metrics.ingest.observe(started.elapsed());
+        resp
+    }
+
+    async fn store_webhook(&self, source: Option<&str>, req: Request) -> Response {
+        if let Err(e) = self.auth.authenticate(&req.head.headers, &req.body) {
+            log::debug!(
+                "unauthenticated remote={} reason={}",
+                req.remote,
+                e.reason()
+            );
+            self.metrics.requests.inc("unauthenticated");
+            return Response::error(401, e.reason());
+        }
+        if self.backlog_full.load(Ordering::Relaxed) {
+            self.metrics.requests.inc("backlog_full");
+            return Response::error(503, "backlog full")
+                .with_header("Retry-After", RETRY_AFTER_SECS);
+        }
+        let mut headers = req.head.headers;
+        self.auth.strip_credentials(&mut headers);
+        let record = Record {
+            received_at: crate::clock::unix_ms(),
+            method: req.head.method,
+            path: req.head.target,
+            source: source.unwrap_or_default().to_owned(),
+            remote: req.remote.to_string(),
+            headers,
+            body: req.body,
+        };
+        match self.store.append(&record).await {
+            Ok(id) => {
+                self.metrics.requests.inc("stored");
+                Response::json(200, serde_json::json!({ "id": id }).to_string())
+            }
+            Err(e) => {
+                self.metrics.requests.inc("unavailable");
+                unavailable(&e, "webhook not stored")
+            }
+        }
+    }
+}
+
+impl http::Handler for Ingest {
+    fn check_head(&self, head: &Head) -> Option<Response> {
+        if head.method != "POST" || !matches!(route(head.path()), Route::Webhook(_)) {
+            return None;
+        }
+        let refusal = self.auth.precheck(&head.headers).err();
+        refusal.map(|e| {
+            self.metrics.requests.inc("unauthenticated");
+            Response::error(401, e.reason())
+        })
+    }
+
+    fn on_refused(&self, _status: u16) {
+        self.metrics.requests.inc("invalid");
+    }
+
+    async fn handle(&self, req: Request) -> Response {
+        let route = route(req.head.path());
+        if let (Route::Webhook(source), "POST") = (&route, req.head.method.as_str()) {
+            let source = source.map(str::to_owned);
+            return self.ingest(source.as_deref(), req).await;
+        }
+        // Everything that is not a webhook: health, handshake, 404, 405.
+        self.metrics.requests.inc("other");
+        match (route, req.head.method.as_str()) {
+            // Meta calls the callback URL that was registered, with or without a source.
+            (Route::Webhook(_), "GET" | "HEAD") => {
+                handshake::answer(self.verify_token.as_ref(), &req.head)
+            }
+            (Route::Webhook(_), _) => Response::method_not_allowed("GET, HEAD, POST"),
+            (Route::Health, "GET" | "HEAD") => crate::ops::health(&self.store).await,
+            (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
+            (Route::NotFound, _) => Response::error(404, "not found"),
+        }
+    }
+}
+
+fn route(path: &str) -> Route<'_> {
+    match path {
+        "/health" => Route::Health,
+        "/webhook" => Route::Webhook(None),
+        _ => match path.strip_prefix("/webhook/") {
+            Some(source) if valid_source(source) => Route::Webhook(Some(source)),
+            _ => Route::NotFound,
+        },
+    }
+}
+
+/// `<source>`: 1–64 of `A-Za-z0-9_-`.
+fn valid_source(s: &str) -> bool {
+    (1..=MAX_SOURCE_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `503` with `Retry-After`: the sender keeps the webhook and tries again.
+fn unavailable(e: &StoreError, what: &str) -> Response {
+    match e {
+        StoreError::Refused(_) => log::warn!("{what}: {}", Report(e)),
+        _ => log::debug!("{what}: {}", Report(e)),
+    }
+    Response::error(503, "storage unavailable").with_header("Retry-After", RETRY_AFTER_SECS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        assert_eq!(route("/health"), Route::Health);
+        assert_eq!(route("/webhook"), Route::Webhook(None));
+        assert_eq!(
+            route("/webhook/whatsapp_1-a"),
+            Route::Webhook(Some("whatsapp_1-a"))
+        );
+        let long = format!("/webhook/{}", "a".repeat(65));
+        for p in [
+            "/",
+            "/webhook/",
+            "/webhook/a/b",
+            "/webhook/a.b",
+            "/webhooks",
+            long.as_str(),
+        ] {
+            assert_eq!(route(p), Route::NotFound, "{p}");
+        }
+        let max = "a".repeat(64);
+        assert_eq!(
+            route(&format!("/webhook/{max}")),
+            Route::Webhook(Some(max.as_str()))
+        );
+    }
+}
