@@ -50,7 +50,7 @@ fn dice(body: &[u8], seen: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_webhooks_through_every_failure_shape() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
     let delivered: Arc<Mutex<HashMap<usize, usize>>> = Arc::default();
     let d = delivered.clone();
@@ -70,7 +70,7 @@ async fn two_thousand_webhooks_through_every_failure_shape() {
         }
     });
     sink.early(|r| (r.content_length() > 100_000).then_some(413));
-    let (_server, addr) = server_process(&redis, "x:chaos");
+    let (_server, addr) = server_process(&redis, "x:chaos").await;
     let _client = client_process(
         &redis,
         "x:chaos",

@@ -19,7 +19,7 @@ async fn store_webhook(relay: &Relay, body: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fixtures_arrive_byte_exact_and_still_verify() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:fix").await;
     let sink = Sink::start().await;
     let client = RelayClient::start(client_config(&redis.url(), "c:fix", &sink.url(), &[]));
@@ -93,7 +93,7 @@ async fn fixtures_arrive_byte_exact_and_still_verify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_stored_before_the_first_client_start_are_delivered() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:early").await;
     let sink = Sink::start().await;
     for i in 0..20 {
@@ -106,14 +106,17 @@ async fn webhooks_stored_before_the_first_client_start_are_delivered() {
     bodies.dedup();
     assert_eq!(bodies.len(), 20);
     client.stop().await;
-    assert!(wait_until(Duration::from_secs(5), || redis
-        .pending("c:early")
-        == 0));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.pending("c:early") == 0
+        })
+        .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_until_delivered_with_the_attempt_number() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:retry").await;
     let sink = Sink::start().await;
     sink.script(|_, seen| {
@@ -133,16 +136,19 @@ async fn retries_until_delivered_with_the_attempt_number() {
         got.iter().all(|r| r.relay_id() == id),
         "X-Relay-Id stable across retries"
     );
-    assert!(wait_until(Duration::from_secs(5), || redis
-        .pending("c:retry")
-        == 0));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.pending("c:retry") == 0
+        })
+        .await
+    );
     assert_eq!(redis.xlen("c:retry:dlq"), 0);
     client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_is_dead_lettered_after_one_attempt_with_every_field() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:400").await;
     let sink = Sink::start().await;
     sink.script(|_, _| Answer::Status(400));
@@ -155,7 +161,7 @@ async fn a_400_is_dead_lettered_after_one_attempt_with_every_field() {
         ))
         .await
         .id();
-    assert!(wait_until(WAIT, || redis.xlen("c:400:dlq") == 1));
+    assert!(eventually(WAIT, || async { redis.xlen("c:400:dlq") == 1 }).await);
     assert_eq!(sink.count(), 1);
     let (_, dl) = redis.entries("c:400:dlq").remove(0);
     let (_, orig) = redis.entries("c:400").remove(0);
@@ -178,7 +184,10 @@ async fn a_400_is_dead_lettered_after_one_attempt_with_every_field() {
     assert_eq!(text("last_error"), "HTTP 400");
     assert!(text("failed_at").parse::<u64>().unwrap() > 1_700_000_000_000);
     assert!(
-        wait_until(Duration::from_secs(5), || redis.pending("c:400") == 0),
+        eventually(Duration::from_secs(5), || async {
+            redis.pending("c:400") == 0
+        })
+        .await,
         "acknowledged"
     );
     client.stop().await;
@@ -187,7 +196,7 @@ async fn a_400_is_dead_lettered_after_one_attempt_with_every_field() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_webhook_does_not_hold_back_healthy_ones_and_is_dead_lettered_after_max_attempts()
 {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:poison").await;
     let sink = Sink::start().await;
     sink.script(|r, _| {
@@ -259,7 +268,7 @@ async fn a_poison_webhook_does_not_hold_back_healthy_ones_and_is_dead_lettered_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_of_several_cooldowns_dead_letters_nothing() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:outage").await;
     let sink = Sink::start().await;
     let config = client_config(
@@ -285,16 +294,19 @@ async fn an_outage_of_several_cooldowns_dead_letters_nothing() {
     );
     sink.up().await;
     assert!(sink.wait_for(WAIT, |r| r.len() >= 10).await);
-    assert!(wait_until(Duration::from_secs(5), || redis
-        .pending("c:outage")
-        == 0));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.pending("c:outage") == 0
+        })
+        .await
+    );
     assert_eq!(redis.xlen("c:outage:dlq"), 0);
     client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_target_times_out_and_is_retried() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:hang").await;
     let sink = Sink::start().await;
     sink.script(|_, seen| {
@@ -314,22 +326,25 @@ async fn a_hanging_target_times_out_and_is_retried() {
     store_webhook(&relay, b"slow").await;
     assert!(sink.wait_for(WAIT, |r| r.len() >= 2).await);
     assert_eq!(sink.received()[1].attempt(), 2);
-    assert!(wait_until(Duration::from_secs(5), || redis
-        .pending("c:hang")
-        == 0));
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            redis.pending("c:hang") == 0
+        })
+        .await
+    );
     client.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_while_the_client_blocks_and_a_deleted_group_are_survived() {
-    let mut redis = Redis::start();
+    let mut redis = Redis::start().await;
     let relay = Relay::start(&redis, "c:redis").await;
     let sink = Sink::start().await;
     let client = RelayClient::start(client_config(&redis.url(), "c:redis", &sink.url(), &[]));
     store_webhook(&relay, b"before").await;
     assert!(sink.wait_for(WAIT, |r| r.len() == 1).await);
     tokio::time::sleep(Duration::from_millis(300)).await; // the client is now blocked in XREADGROUP
-    redis.restart();
+    redis.restart().await;
     let mut stored = false;
     for _ in 0..100 {
         if relay

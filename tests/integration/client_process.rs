@@ -42,7 +42,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_the_sink_holds_the_request_loses_nothing() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "p:kill").await;
     let sink = Sink::start().await;
     sink.script(|_, seen| {
@@ -82,7 +82,7 @@ async fn sigkill_while_the_sink_holds_the_request_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0_promptly_and_bad_config_exits_2() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
     let mut child = spawn_client(&redis, "p:term", &sink.url());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -105,7 +105,7 @@ async fn sigterm_exits_0_promptly_and_bad_config_exits_2() {
 /// the survivor claims them (XAUTOCLAIM after 30 s idle) and delivers them. Takes about 45 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "p:claim").await;
     let sink = Sink::start().await;
     sink.script(|_, _| Answer::Hang);
@@ -143,7 +143,10 @@ async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
         "the survivor claimed and delivered every entry"
     );
     assert!(
-        wait_until(Duration::from_secs(10), || redis.pending("p:claim") == 0),
+        eventually(Duration::from_secs(10), || async {
+            redis.pending("p:claim") == 0
+        })
+        .await,
         "all acknowledged"
     );
     signal(survivor.id(), "TERM");

@@ -33,7 +33,7 @@ fn metrics_text(client: &RelayClient) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_waiting_for_a_retry_never_stop_fresh_ones() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:stall").await;
     let sink = Sink::start().await;
     sink.script(|r, _| match r.body.starts_with(b"poison") {
@@ -76,7 +76,7 @@ async fn webhooks_waiting_for_a_retry_never_stop_fresh_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_webhook_among_traffic_is_dead_lettered_after_exactly_max_attempts() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:lone").await;
     let sink = Sink::start().await;
     sink.script(|r, _| match r.body == b"poison" {
@@ -116,7 +116,7 @@ async fn a_poison_webhook_among_traffic_is_dead_lettered_after_exactly_max_attem
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttling_app_gets_no_webhook_dead_lettered() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:429").await;
     let sink = Sink::start().await;
     let n = Arc::new(AtomicUsize::new(0));
@@ -157,7 +157,7 @@ async fn a_throttling_app_gets_no_webhook_dead_lettered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_413_is_taken_as_the_answer() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
     // Like gunicorn past its body limit: answer from the head, close with the body unread.
     sink.early(|r| (r.content_length() > MIB).then_some(413));
@@ -176,7 +176,7 @@ async fn an_early_413_is_taken_as_the_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_lost_on_a_reused_connection_is_the_next_attempt() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:reuse").await;
     let sink = Sink::start().await;
     // The second request on a kept-alive connection is read, then the connection closes
@@ -213,7 +213,7 @@ async fn a_request_lost_on_a_reused_connection_is_the_next_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_1_0_answers_do_not_keep_the_connection() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:h10").await;
     let sink = Sink::start().await;
     sink.script(|_, _| Answer::Http10(200));
@@ -240,7 +240,7 @@ async fn http_1_0_answers_do_not_keep_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_entries_over_a_slow_link_are_each_delivered_once() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let link = SlowLink::start(
         format!("127.0.0.1:{}", redis.port).parse().unwrap(),
         MIB as u64,
@@ -272,7 +272,7 @@ async fn large_entries_over_a_slow_link_are_each_delivered_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_dead_letter_write_lands_exactly_once() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let link = SlowLink::start(
         format!("127.0.0.1:{}", redis.port).parse().unwrap(),
         MIB as u64,
@@ -309,7 +309,7 @@ async fn a_slow_dead_letter_write_lands_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_poison_is_dead_lettered_only_with_evidence_that_the_target_is_up() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:health").await;
     let sink = Sink::start().await;
     sink.script(|r, _| match (r.method.as_str(), r.body.as_slice()) {
@@ -353,7 +353,7 @@ async fn a_lone_poison_is_dead_lettered_only_with_evidence_that_the_target_is_up
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_degraded_app_dead_letters_no_healthy_webhook() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "d:degraded").await;
     let sink = Sink::start().await;
     // 30 % of requests fail at random (a deterministic hash of body and attempt).
@@ -385,7 +385,7 @@ async fn a_degraded_app_dead_letters_no_healthy_webhook() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempt_counts_of_entries_no_longer_pending_are_cleaned_up() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
     // Left behind by entries acknowledged elsewhere, claimed away, or a deleted stream.
     let mut conn = redis.conn();

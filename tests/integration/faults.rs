@@ -157,9 +157,9 @@ async fn recovery(load: &Load, limit: Duration) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_during_load_loses_nothing_acknowledged() {
-    let mut redis = Redis::start();
+    let mut redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:kill");
+    let (_server, addr) = server_process(&redis, "f:kill").await;
     let _client = client_process(&redis, "f:kill", &sink.url(), &[]);
     let load = Load::start(addr, 100);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -168,7 +168,7 @@ async fn redis_killed_during_load_loses_nothing_acknowledged() {
     let during = load.accepted();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(load.accepted(), during, "no 200 while Redis is down");
-    redis.restart();
+    redis.restart().await;
     let back = recovery(&load, Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     let ledger = load.stop().await;
@@ -179,9 +179,9 @@ async fn redis_killed_during_load_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_frozen_answers_503_within_the_bound_and_recovers() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:stop");
+    let (_server, addr) = server_process(&redis, "f:stop").await;
     let _client = client_process(&redis, "f:stop", &sink.url(), &[]);
     let load = Load::start(addr, 50);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -205,9 +205,9 @@ async fn redis_frozen_answers_503_within_the_bound_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_redis_connections_reconnect_at_once() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:ck");
+    let (_server, addr) = server_process(&redis, "f:ck").await;
     let _client = client_process(&redis, "f:ck", &sink.url(), &[]);
     let load = Load::start(addr, 100);
     for _ in 0..3 {
@@ -227,9 +227,9 @@ async fn killed_redis_connections_reconnect_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_503_never_200_then_recovers() {
-    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]);
+    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:oom");
+    let (_server, addr) = server_process(&redis, "f:oom").await;
     let _client = client_process(&redis, "f:oom", &sink.url(), &[]);
     let load = Load::start(addr, 100);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -247,9 +247,9 @@ async fn out_of_memory_is_503_never_200_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_stream_is_recreated_and_later_webhooks_delivered() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:del");
+    let (_server, addr) = server_process(&redis, "f:del").await;
     let _client = client_process(&redis, "f:del", &sink.url(), &[]);
     let load = Load::start(addr, 100);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -266,9 +266,9 @@ async fn a_deleted_stream_is_recreated_and_later_webhooks_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_killed_again_and_again_loses_nothing() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:ck9");
+    let (_server, addr) = server_process(&redis, "f:ck9").await;
     let load = Load::start(addr, 100);
     for _ in 0..4 {
         let client = client_process(&redis, "f:ck9", &sink.url(), &[]);
@@ -284,9 +284,9 @@ async fn a_client_killed_again_and_again_loses_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_outage_with_the_breaker_open_dead_letters_nothing() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:down");
+    let (_server, addr) = server_process(&redis, "f:down").await;
     let _client = client_process(
         &redis,
         "f:down",
@@ -313,9 +313,9 @@ async fn a_sink_outage_with_the_breaker_open_dead_letters_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hanging_app_times_out_is_retried_and_nothing_sticks() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let sink = Sink::start().await;
-    let (_server, addr) = server_process(&redis, "f:hang");
+    let (_server, addr) = server_process(&redis, "f:hang").await;
     let _client = client_process(
         &redis,
         "f:hang",
@@ -332,7 +332,10 @@ async fn a_hanging_app_times_out_is_retried_and_nothing_sticks() {
     settle(&ledger, &sink, &redis, "f:hang", 0).await;
     assert_eq!(redis.xlen("f:hang:dlq"), 0);
     assert!(
-        wait_until(Duration::from_secs(10), || redis.pending("f:hang") == 0),
+        eventually(Duration::from_secs(10), || async {
+            redis.pending("f:hang") == 0
+        })
+        .await,
         "nothing stuck pending"
     );
 }

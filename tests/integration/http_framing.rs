@@ -11,7 +11,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_and_pipelining_answer_in_order() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:pipe").await;
     let mut c = relay.connect().await;
     // Three requests in one write, then a fourth on the same connection.
@@ -45,7 +45,7 @@ async fn keep_alive_and_pipelining_answer_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http10_is_answered_and_closed() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:h10").await;
     let mut c = relay.connect().await;
     c.send(
@@ -61,7 +61,7 @@ async fn http10_is_answered_and_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunked_body_with_expect_continue() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:chunked").await;
     let mut c = relay.connect().await;
     c.send(format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n").as_bytes()).await;
@@ -76,7 +76,7 @@ async fn chunked_body_with_expect_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expect_continue_is_refused_early_without_credentials_or_when_too_large() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:expect").await;
     for (raw, status) in [
         (
@@ -102,7 +102,7 @@ async fn expect_continue_is_refused_early_without_credentials_or_when_too_large(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_uploads_chunked_and_large_bodies_with_expect() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:curl").await;
     let dir = TempDir::new("curl");
     let file = dir.0.join("body.json");
@@ -148,7 +148,7 @@ async fn curl_uploads_chunked_and_large_bodies_with_expect() {
 /// the server still answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_framing_is_refused_and_closes() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:hostile").await;
     let key = format!("X-API-Key: {API_KEY}\r\n");
     let big_header = format!(
@@ -308,7 +308,7 @@ async fn hostile_framing_is_refused_and_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_bodies_are_never_stored() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:trunc").await;
     for raw in [
         format!(
@@ -328,7 +328,7 @@ async fn truncated_bodies_are_never_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_bodies_time_out_with_408() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let config = server_config(&redis.url(), "t:slow");
     let relay = Relay::start_with(config, |limits| {
         limits.header_timeout = Duration::from_millis(300);
@@ -356,7 +356,7 @@ async fn slow_heads_and_bodies_time_out_with_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_get_503() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let config = server_config(&redis.url(), "t:cap");
     let relay = Relay::start_with(config, |limits| {
         limits.max_connections = 2;
@@ -445,7 +445,7 @@ async fn a_panic_costs_one_connection_not_the_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_a_body_still_arriving() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:drain").await;
     let mut c = relay.connect().await;
     c.send(format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\nContent-Length: 10\r\n\r\nhello").as_bytes()).await;

@@ -27,7 +27,7 @@ fn get(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_shown_replayed_and_purged() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "o:dlq").await;
     let sink = Sink::start().await;
     sink.script(|r, _| {
@@ -46,7 +46,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
                 .id(),
         );
     }
-    assert!(wait_until(WAIT, || redis.xlen("o:dlq:dlq") == 3));
+    assert!(eventually(WAIT, || async { redis.xlen("o:dlq:dlq") == 3 }).await);
     // Dead letters in body order (deliveries run concurrently, so DLQ order may differ).
     let mut dead = redis.entries("o:dlq:dlq");
     dead.sort_by(|a, b| a.1["body"].cmp(&b.1["body"]));
@@ -168,7 +168,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     // Without a group nothing is trimmed, however old.
     let mut config = server_config(&redis.url(), "o:ret");
     config.retention = Duration::from_secs(1);
@@ -192,7 +192,10 @@ async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
     }
     // Delivered entries are older than 1 s after a moment; the undelivered ones must stay.
     assert!(
-        wait_until(Duration::from_secs(6), || redis.xlen("o:ret") == 4),
+        eventually(Duration::from_secs(6), || async {
+            redis.xlen("o:ret") == 4
+        })
+        .await,
         "delivered entries trimmed"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -211,7 +214,7 @@ async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backlog_cap_gives_503_until_the_client_drains() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let mut config = server_config(&redis.url(), "o:cap");
     config.max_stream_len = 3;
     let relay = Relay::start_with(config, |_| {}).await;
@@ -307,7 +310,7 @@ fn sample(samples: &[(String, f64)], series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_prometheus_text_with_the_right_counts() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "o:met").await;
     let sink = Sink::start().await;
     sink.script(|r, _| {
@@ -344,7 +347,7 @@ async fn metrics_are_prometheus_text_with_the_right_counts() {
             .status,
         404
     );
-    assert!(wait_until(WAIT, || redis.xlen("o:met:dlq") == 1));
+    assert!(eventually(WAIT, || async { redis.xlen("o:met:dlq") == 1 }).await);
     assert!(sink.wait_for(WAIT, |r| r.len() == 6).await);
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -399,7 +402,8 @@ async fn metrics_are_prometheus_text_with_the_right_counts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_risky_redis_settings_with_their_fixes() {
-    let risky = Redis::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]);
+    let risky =
+        Redis::start_with(&["--appendonly", "no", "--maxmemory-policy", "allkeys-lru"]).await;
     let (code, out, _) = run_relay(&["check"], &[("REDIS_URL", &risky.url())]);
     assert_eq!(code, 1, "{out}");
     assert!(
@@ -413,7 +417,7 @@ async fn check_reports_risky_redis_settings_with_their_fixes() {
     );
     assert!(out.contains("NOT usable"));
 
-    let good = Redis::start();
+    let good = Redis::start().await;
     let (code, out, _) = run_relay(
         &["check"],
         &[

@@ -26,7 +26,7 @@ async fn health(relay: &Relay) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_killed_gives_503_then_recovers_without_losing_acknowledged_entries() {
-    let mut redis = Redis::start();
+    let mut redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:kill").await;
     let mut acknowledged = Vec::new();
     for i in 0..20 {
@@ -46,7 +46,7 @@ async fn redis_killed_gives_503_then_recovers_without_losing_acknowledged_entrie
     }
     assert_eq!(health(&relay).await, 503);
 
-    redis.restart();
+    redis.restart().await;
     let mut recovered = false;
     for _ in 0..50 {
         let (resp, _) = post_timed(&relay, b"after").await;
@@ -71,7 +71,7 @@ async fn redis_killed_gives_503_then_recovers_without_losing_acknowledged_entrie
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_redis_gives_503_within_the_bound_then_recovers() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:frozen").await;
     post_timed(&relay, b"warm").await.0.id();
     redis.signal("STOP");
@@ -95,7 +95,7 @@ async fn frozen_redis_gives_503_within_the_bound_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_memory_is_503() {
-    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]);
+    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
     let relay = Relay::start(&redis, "t:oom").await;
     post_timed(&relay, b"fits").await.0.id();
     redis.config_set("maxmemory", "1");
@@ -109,7 +109,7 @@ async fn out_of_memory_is_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_concurrent_posts_are_two_thousand_entries() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = std::sync::Arc::new(Relay::start(&redis, "t:load").await);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..2000 {

@@ -4,7 +4,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_meta_fixture_is_stored_byte_exact() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:fixtures").await;
     let fixtures = meta_fixtures();
     assert_eq!(fixtures.len(), 10);
@@ -36,7 +36,7 @@ async fn every_meta_fixture_is_stored_byte_exact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_has_every_field_of_spec() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:record").await;
     let before = now_ms();
     let raw = post(
@@ -93,7 +93,7 @@ fn now_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_posts_get_401_and_store_nothing() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:auth").await;
     let (_, body, sig) = meta_fixtures().remove(0);
     let wrong_sig = format!("sha256={}", "ab".repeat(32));
@@ -130,7 +130,7 @@ async fn unauthenticated_posts_get_401_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_handshake() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:hs").await;
     // Meta calls the callback URL the user registered: `/webhook` or `/webhook/<source>`.
     for path in ["/webhook", "/webhook/whatsapp"] {
@@ -178,7 +178,7 @@ async fn handshake_at(relay: &Relay, path: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_routes_and_methods() {
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:routes").await;
     let health = relay
         .request(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -99,7 +99,7 @@ fn a_port_in_use_is_a_runtime_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
     let password = "redis-pw-7f3a9";
-    let redis = Redis::start_with(&["--requirepass", password]);
+    let redis = Redis::start_with(&["--requirepass", password]).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -125,9 +125,12 @@ async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
         .spawn()
         .unwrap();
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    }));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            std::net::TcpStream::connect(addr).is_ok()
+        })
+        .await
+    );
 
     let (_, body, sig) = meta_fixtures().remove(0);
     let mut c = Conn::connect(addr).await;

@@ -2,7 +2,7 @@
 //! certificates made here by openssl; a wrong CA is a clear error, never plaintext.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -103,83 +103,32 @@ impl Pki {
     }
 }
 
-/// redis-server with TLS only (no plaintext port).
-struct TlsRedis {
-    port: u16,
-    child: Child,
-    _dir: TempDir,
+/// redis-server with TLS only (no plaintext port), its certificate from `pki`.
+async fn tls_redis(pki: &Pki) -> Redis {
+    let p = |n: &str| pki.path(n).to_str().unwrap().to_owned();
+    let (cert, key, ca) = (p("server.pem"), p("server.key"), p("ca.pem"));
+    Redis::start_tls(&[
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca,
+        "--tls-auth-clients",
+        "no",
+    ])
+    .await
 }
 
-impl TlsRedis {
-    fn start(pki: &Pki) -> TlsRedis {
-        let dir = TempDir::new("tls-redis");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let p = |n: &str| pki.path(n).to_str().unwrap().to_owned();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-            ])
-            .args([
-                "--tls-cert-file",
-                &p("server.pem"),
-                "--tls-key-file",
-                &p("server.key"),
-            ])
-            .args([
-                "--tls-ca-cert-file",
-                &p("ca.pem"),
-                "--tls-auth-clients",
-                "no",
-            ])
-            .args([
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-            ])
-            .arg("--dir")
-            .arg(&dir.0)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server");
-        assert!(wait_until(Duration::from_secs(5), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        }));
-        TlsRedis {
-            port,
-            child,
-            _dir: dir,
-        }
-    }
-
-    fn xlen(&self, pki: &Pki, key: &str) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--tls", "--cacert"])
-            .arg(pki.path("ca.pem"))
-            .args(["XLEN", key])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-}
-
-impl Drop for TlsRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `XLEN key` through redis-cli over TLS (our test connection helpers speak plaintext).
+fn tls_xlen(redis: &Redis, pki: &Pki, key: &str) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "--tls", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .args(["XLEN", key])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn config_with_ca(url: &str, stream: &str, ca: &Path) -> crm_relay::config::ServerConfig {
@@ -191,8 +140,8 @@ fn config_with_ca(url: &str, stream: &str, ca: &Path) -> crm_relay::config::Serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_the_right_ca_stores_and_a_wrong_ca_is_refused() {
     let pki = Pki::new();
-    let redis = TlsRedis::start(&pki);
-    let url = format!("rediss://127.0.0.1:{}", redis.port);
+    let redis = tls_redis(&pki).await;
+    let url = redis.url();
 
     let config = config_with_ca(&url, "t:tls", &pki.path("ca.pem"));
     let relay = Relay::start_with(config, |_| {}).await;
@@ -200,7 +149,7 @@ async fn rediss_with_the_right_ca_stores_and_a_wrong_ca_is_refused() {
         .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"over tls"))
         .await;
     resp.id();
-    assert_eq!(redis.xlen(&pki, "t:tls"), "1");
+    assert_eq!(tls_xlen(&redis, &pki, "t:tls"), "1");
 
     let config = config_with_ca(&url, "t:tls", &pki.path("other-ca.pem"));
     let wrong = Relay::start_with(config, |_| {}).await;
@@ -213,7 +162,7 @@ async fn rediss_with_the_right_ca_stores_and_a_wrong_ca_is_refused() {
         .await;
     assert_eq!(resp.status, 503);
     assert_eq!(
-        redis.xlen(&pki, "t:tls"),
+        tls_xlen(&redis, &pki, "t:tls"),
         "1",
         "nothing stored through an untrusted connection"
     );
@@ -240,7 +189,7 @@ async fn rediss_with_the_right_ca_stores_and_a_wrong_ca_is_refused() {
     assert_eq!(code, 0, "{out}");
 
     // rediss:// against a plaintext Redis fails instead of falling back.
-    let plain = Redis::start();
+    let plain = Redis::start().await;
     let (code, _, _) = run_relay(
         &["check"],
         &[("REDIS_URL", &format!("rediss://127.0.0.1:{}", plain.port))],
@@ -318,7 +267,7 @@ async fn https_sink(pki: &Pki) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_targets_are_verified_against_the_ca_file() {
     let pki = Pki::new();
-    let redis = Redis::start();
+    let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:https").await;
     let (url, bodies) = https_sink(&pki).await;
     let ca = pki.path("ca.pem");
@@ -336,11 +285,12 @@ async fn https_targets_are_verified_against_the_ca_file() {
         ))
         .await
         .id();
-    assert!(wait_until(Duration::from_secs(10), || bodies
-        .lock()
-        .unwrap()
-        .len()
-        == 1));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            bodies.lock().unwrap().len() == 1
+        })
+        .await
+    );
     assert_eq!(bodies.lock().unwrap()[0], b"secure delivery");
     client.stop().await;
 

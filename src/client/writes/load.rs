@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::{Event, FETCH_BYTES, Writes};
-use crate::clock::unix_ms;
 use crate::client::policy::jobs::{Effect, Jobs};
+use crate::clock::unix_ms;
 use crate::error::Report;
 use crate::stream::{Entry, StoreError, Stored, StreamId};
 

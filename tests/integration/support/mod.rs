@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod link;
+pub mod process;
 pub mod sink;
 
 use std::collections::HashMap;
@@ -11,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crm_relay::config::{ClientConfig, ServerConfig};
 use crm_relay::http::Limits;
@@ -51,18 +52,6 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// Polls `check` until it holds or `limit` passes.
-pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    check()
-}
-
 fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -99,15 +88,26 @@ pub struct Redis {
     dir: TempDir,
     extra: Vec<String>,
     password: Option<String>,
+    /// TLS only: `port` is the TLS port, there is no plaintext one.
+    tls: bool,
 }
 
 impl Redis {
-    pub fn start() -> Self {
-        Self::start_with(&[])
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
     }
 
     /// Starts with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
-    pub fn start_with(extra: &[&str]) -> Self {
+    pub async fn start_with(extra: &[&str]) -> Self {
+        Self::launch(extra, false).await
+    }
+
+    /// A TLS-only redis-server; `extra` gives its certificate settings.
+    pub async fn start_tls(extra: &[&str]) -> Self {
+        Self::launch(extra, true).await
+    }
+
+    async fn launch(extra: &[&str], tls: bool) -> Self {
         let mut redis = Redis {
             port: 0,
             child: None,
@@ -117,20 +117,28 @@ impl Redis {
                 .windows(2)
                 .find(|w| w[0] == "--requirepass")
                 .map(|w| w[1].to_string()),
+            tls,
         };
-        // Another process may grab the port between our probe and Redis binding it.
+        // Redis cannot report a port it picked: another process may take ours between the
+        // probe and Redis binding it, which Redis says; then try another.
         for _ in 0..5 {
             redis.port = free_port();
-            if redis.spawn() {
+            if redis.spawn().await {
                 return redis;
             }
         }
         panic!("redis-server did not start (is it installed? scripts/test.sh installs it)");
     }
 
-    fn spawn(&mut self) -> bool {
+    /// Starts redis-server and waits for it to say it is ready (or that it failed).
+    async fn spawn(&mut self) -> bool {
         let mut cmd = Command::new("redis-server");
-        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let port = self.port.to_string();
+        match self.tls {
+            false => cmd.args(["--port", &port]),
+            true => cmd.args(["--port", "0", "--tls-port", &port]),
+        };
+        cmd.args(["--bind", "127.0.0.1"])
             .args([
                 "--save",
                 "",
@@ -142,17 +150,16 @@ impl Redis {
             .arg("--dir")
             .arg(&self.dir.0)
             .args(&self.extra)
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn redis-server");
-        let url = self.url();
-        let up = wait_until(Duration::from_secs(5), || {
-            redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok()
-        });
-        if up && child.try_wait().ok().flatten().is_none() {
+        let mut lines = process::watch(child.stdout.take().expect("piped"), "redis");
+        let said = lines
+            .until(Duration::from_secs(10), |l| {
+                l.contains("Ready to accept connections") || l.contains("aborting")
+            })
+            .await;
+        if said.is_some_and(|l| l.contains("Ready to accept connections")) {
             self.child = Some(child);
             true
         } else {
@@ -164,9 +171,10 @@ impl Redis {
 
     /// The URL, with the password when the server has one.
     pub fn url(&self) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
         match &self.password {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}", self.port),
-            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(pw) => format!("{scheme}://:{pw}@127.0.0.1:{}", self.port),
+            None => format!("{scheme}://127.0.0.1:{}", self.port),
         }
     }
 
@@ -179,10 +187,10 @@ impl Redis {
     }
 
     /// Starts again on the same port with the same data directory.
-    pub fn restart(&mut self) {
+    pub async fn restart(&mut self) {
         self.kill();
         assert!(
-            self.spawn(),
+            self.spawn().await,
             "redis-server did not restart on port {}",
             self.port
         );
@@ -651,42 +659,29 @@ impl Drop for Proc {
     }
 }
 
-/// Where a child's stderr goes: a file under `$CRM_TEST_LOG_DIR` when set (to read what a
-/// failing test's processes said), else nowhere.
-fn child_log(name: &str) -> Stdio {
-    match std::env::var_os("CRM_TEST_LOG_DIR") {
-        Some(dir) => {
-            let n = DIRS.fetch_add(1, Ordering::Relaxed);
-            let path = PathBuf::from(dir).join(format!("{name}-{}-{n}.log", std::process::id()));
-            std::fs::File::create(path).map_or_else(|_| Stdio::null(), Stdio::from)
-        }
-        None => Stdio::null(),
-    }
+/// A child's log level: `$CRM_TEST_RUST_LOG` (to read more in `$CRM_TEST_LOG_DIR`), else
+/// `info`, which carries the `listening on` line the tests wait for.
+fn child_log_level() -> String {
+    std::env::var("CRM_TEST_RUST_LOG").unwrap_or_else(|_| "info".into())
 }
 
-/// The server binary on a free port: (process, public address).
-pub fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+/// The server binary, on a port it picks and reports: (process, public address).
+pub async fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
         .arg("server")
         .env_clear()
         .env("REDIS_URL", redis.url())
         .env("RELAY_STREAM", stream)
-        .env("RELAY_LISTEN", addr.to_string())
+        .env("RELAY_LISTEN", "127.0.0.1:0")
         .env("RELAY_ADMIN_LISTEN", "")
         .env("RELAY_API_KEYS", API_KEY)
-        .env(
-            "RUST_LOG",
-            std::env::var("CRM_TEST_RUST_LOG").unwrap_or("warn".into()),
-        )
+        .env("RUST_LOG", child_log_level())
         .stdout(Stdio::null())
-        .stderr(child_log("server"))
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn server");
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::net::TcpStream::connect(addr).is_ok()
-    }));
+    let mut lines = process::watch(child.stderr.take().expect("piped"), "server");
+    let addr = lines.listening("RELAY_LISTEN").await;
     (Proc(child), addr)
 }
 
@@ -704,14 +699,16 @@ pub fn client_process(redis: &Redis, stream: &str, target: &str, extra: &[(&str,
         .env("RELAY_BACKOFF_BASE", "50ms")
         .env("RELAY_BACKOFF_MAX", "500ms")
         .env("RELAY_BREAKER_COOLDOWN", "300ms")
-        .env(
-            "RUST_LOG",
-            std::env::var("CRM_TEST_RUST_LOG").unwrap_or("warn".into()),
-        )
+        .env("RUST_LOG", child_log_level())
         .envs(extra.iter().copied())
         .stdout(Stdio::null())
-        .stderr(child_log("client"))
+        .stderr(Stdio::piped())
         .spawn()
         .expect("spawn client");
+    let mut child = child;
+    drop(process::watch(
+        child.stderr.take().expect("piped"),
+        "client",
+    ));
     Proc(child)
 }
