@@ -104,6 +104,10 @@ pub struct ServerMetrics {
     pub requests: Counters<6>,
     /// `relay_ingest_seconds`: from a complete request to the answer of a webhook POST.
     pub ingest: Histogram,
+    /// `relay_retention_runs_total`: completed retention passes.
+    pub retention_runs: Counter,
+    /// `relay_trimmed_total`: delivered entries removed by retention.
+    pub trimmed: Counter,
 }
 
 impl Default for ServerMetrics {
@@ -118,6 +122,8 @@ impl Default for ServerMetrics {
                 "other",
             ]),
             ingest: Histogram::new(&TIME_BUCKETS),
+            retention_runs: Counter::default(),
+            trimmed: Counter::default(),
         }
     }
 }
@@ -134,6 +140,16 @@ impl ServerMetrics {
             "Time from a complete webhook request to its answer.",
             out,
         );
+        self.retention_runs.render(
+            "relay_retention_runs_total",
+            "Completed retention passes.",
+            out,
+        );
+        self.trimmed.render(
+            "relay_trimmed_total",
+            "Delivered entries removed by retention.",
+            out,
+        );
     }
 }
 
@@ -143,11 +159,23 @@ pub struct Counter(AtomicU64);
 
 impl Counter {
     pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+            self.get()
+        );
     }
 }
 
@@ -197,10 +225,10 @@ impl ClientMetrics {
             "Time from the server receiving a webhook to its delivery.",
             out,
         );
-        let _ = writeln!(
+        self.uncounted.render(
+            "relay_uncounted_failures_total",
+            "Failed attempts not counted toward RELAY_MAX_ATTEMPTS: nothing showed the target was up.",
             out,
-            "# HELP relay_uncounted_failures_total Failed attempts not counted toward RELAY_MAX_ATTEMPTS: nothing showed the target was up.\n# TYPE relay_uncounted_failures_total counter\nrelay_uncounted_failures_total {}",
-            self.uncounted.get()
         );
         gauge(
             out,

@@ -105,6 +105,13 @@ impl Client {
         } = self;
         let common = &config.common;
         ensure_group(&store, &mut shutdown).await?;
+        log::info!(
+            "delivering {} to {} as consumer {} of group {}",
+            common.stream,
+            config.target.target().display(),
+            config.consumer,
+            config.group
+        );
         let (want_tx, want_rx) = mpsc::channel(1);
         let (feed_tx, feed_rx) = mpsc::channel(16);
         let reader = Reader::new(

@@ -92,6 +92,7 @@ impl Server {
             self.store.clone(),
             config.retention,
             retention::interval(config.retention),
+            self.metrics.clone(),
             shutdown.clone(),
         ));
         http::serve(listener, handler, self.limits, shutdown).await;

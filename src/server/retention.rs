@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metrics::ServerMetrics;
 use crate::shutdown::Shutdown;
 use crate::stream::{Store, StoreError};
 
@@ -59,14 +60,25 @@ pub async fn trim_once(store: &Store, retention: Duration) -> Result<u64, StoreE
 }
 
 /// Trims every `every` until shutdown.
-pub async fn run(store: Arc<Store>, retention: Duration, every: Duration, mut shutdown: Shutdown) {
+pub async fn run(
+    store: Arc<Store>,
+    retention: Duration,
+    every: Duration,
+    metrics: Arc<ServerMetrics>,
+    mut shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => match trim_once(&store, retention).await {
-                Ok(0) => {}
-                Ok(n) => log::info!("retention: trimmed {n} delivered entries older than {retention:?}"),
+                Ok(n) => {
+                    if n > 0 {
+                        log::info!("retention: trimmed {n} delivered entries older than {retention:?}");
+                    }
+                    metrics.trimmed.add(n);
+                    metrics.retention_runs.inc();
+                }
                 Err(e) => log::debug!("retention pass skipped: {}", crate::error::Report(&e)),
             },
             _ = shutdown.wait() => return,

@@ -232,12 +232,13 @@ async fn a_poison_webhook_does_not_hold_back_healthy_ones_and_is_dead_lettered_a
     );
     // The target keeps taking other webhooks (that is what tells a poison webhook from an
     // outage): a trickle until the poison one is dead-lettered.
+    let mut traffic = tokio::time::interval(Duration::from_millis(20)); // 50 webhooks/s
     let mut n = 0;
     while redis.xlen("c:poison:dlq") == 0 {
         n += 1;
         assert!(n < 500, "poison webhook never dead-lettered");
         store_webhook(&relay, format!("trickle-{n}").as_bytes()).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        traffic.tick().await;
     }
     let received = sink.received();
     let poison_attempts = received.iter().filter(|r| r.body == b"poison").count();
@@ -286,7 +287,16 @@ async fn an_outage_of_several_cooldowns_dead_letters_nothing() {
     for i in 0..10 {
         store_webhook(&relay, format!("during-outage-{i}").as_bytes()).await;
     }
-    tokio::time::sleep(Duration::from_millis(2000)).await; // ten cooldowns
+    // The breaker opened, and the webhooks kept failing through several probes.
+    let failing = eventually(WAIT, || async {
+        client
+            .metrics
+            .breaker_open
+            .load(std::sync::atomic::Ordering::Relaxed)
+            && client.metrics.deliveries.get("retried") >= 15
+    })
+    .await;
+    assert!(failing, "the outage was never seen");
     assert_eq!(
         redis.xlen("c:outage:dlq"),
         0,
@@ -343,21 +353,16 @@ async fn redis_restarted_while_the_client_blocks_and_a_deleted_group_are_survive
     let client = RelayClient::start(client_config(&redis.url(), "c:redis", &sink.url(), &[]));
     store_webhook(&relay, b"before").await;
     assert!(sink.wait_for(WAIT, |r| r.len() == 1).await);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the client is now blocked in XREADGROUP
+    assert!(
+        eventually(WAIT, || async { redis.blocked_clients() >= 1 }).await,
+        "the client blocks in XREADGROUP"
+    );
     redis.restart().await;
-    let mut stored = false;
-    for _ in 0..100 {
-        if relay
-            .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"after"))
-            .await
-            .status
-            == 200
-        {
-            stored = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stored = eventually(WAIT, || async {
+        let raw = post("/webhook", &[("X-API-Key", API_KEY)], b"after");
+        relay.request(&raw).await.status == 200
+    })
+    .await;
     assert!(stored);
     assert!(
         sink.wait_for(WAIT, |r| r.iter().any(|r| r.body == b"after"))
@@ -370,7 +375,6 @@ async fn redis_restarted_while_the_client_blocks_and_a_deleted_group_are_survive
         .arg("c:redis")
         .query(&mut redis.conn())
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     store_webhook(&relay, b"after delete").await;
     assert!(
         sink.wait_for(WAIT, |r| r.iter().any(|r| r.body == b"after delete"))

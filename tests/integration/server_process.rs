@@ -3,7 +3,7 @@
 
 use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -160,19 +160,9 @@ async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
     drop(c);
     assert_eq!(redis.xlen("t:proc"), 2);
 
-    let started = Instant::now();
     signal(child.id(), "TERM");
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "no exit within 10 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+    let code = crate::support::process::wait_exit(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(0), "exit 0 within 10 s of SIGTERM");
     let mut log = String::new();
     child
         .stderr

@@ -33,13 +33,27 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_some(limit, || {
+        let held = check();
+        async move { held.await.then_some(()) }
+    })
+    .await
+    .is_some()
+}
+
+/// Like `eventually`, for a check that finds a value: the first one, or `None` after `limit`.
+pub async fn eventually_some<T, F, Fut>(limit: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
     let end = tokio::time::Instant::now() + limit;
     loop {
-        if check().await {
-            return true;
+        if let Some(v) = check().await {
+            return Some(v);
         }
         if tokio::time::Instant::now() >= end {
-            return false;
+            return None;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -217,6 +231,18 @@ impl Redis {
             .query(&mut self.conn())
             .expect("XPENDING");
         reply.0
+    }
+
+    /// Clients blocked in a command such as `XREADGROUP … BLOCK` (`INFO clients`).
+    pub fn blocked_clients(&self) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("clients")
+            .query(&mut self.conn())
+            .expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("blocked_clients:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     /// `CONFIG SET name value`.
@@ -447,6 +473,11 @@ impl Conn {
         self.stream.write_all(raw).await.expect("send");
     }
 
+    /// Shuts down our sending side: the server reads the end of the stream.
+    pub async fn end(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+
     /// Sends, ignoring errors (the server may already have closed on us).
     pub async fn try_send(&mut self, raw: &[u8]) {
         let _ = self.stream.write_all(raw).await;
@@ -649,13 +680,32 @@ pub fn run_relay(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) 
     )
 }
 
-/// A `crm-relay` process of ours, killed on drop.
-pub struct Proc(pub Child);
+/// A `crm-relay` process of ours, killed on drop, with what it logs.
+pub struct Proc {
+    pub child: Child,
+    pub lines: process::Lines,
+}
+
+impl Proc {
+    pub fn watched(mut child: Child, name: &str) -> Proc {
+        let lines = process::watch(child.stderr.take().expect("stderr piped"), name);
+        Proc { child, lines }
+    }
+
+    /// Waits for a log line containing `text` (within 30 s).
+    pub async fn logs(&mut self, text: &str) {
+        let found = self
+            .lines
+            .until(Duration::from_secs(30), |l| l.contains(text))
+            .await;
+        assert!(found.is_some(), "the process never logged {text:?}");
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -667,7 +717,7 @@ fn child_log_level() -> String {
 
 /// The server binary, on a port it picks and reports: (process, public address).
 pub async fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
         .arg("server")
         .env_clear()
         .env("REDIS_URL", redis.url())
@@ -680,9 +730,9 @@ pub async fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn server");
-    let mut lines = process::watch(child.stderr.take().expect("piped"), "server");
-    let addr = lines.listening("RELAY_LISTEN").await;
-    (Proc(child), addr)
+    let mut proc = Proc::watched(child, "server");
+    let addr = proc.lines.listening("RELAY_LISTEN").await;
+    (proc, addr)
 }
 
 /// The client binary delivering `stream` to `target`, with fast retries.
@@ -705,10 +755,5 @@ pub fn client_process(redis: &Redis, stream: &str, target: &str, extra: &[(&str,
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn client");
-    let mut child = child;
-    drop(process::watch(
-        child.stderr.take().expect("piped"),
-        "client",
-    ));
-    Proc(child)
+    Proc::watched(child, "client")
 }

@@ -72,3 +72,16 @@ impl Lines {
         addr.parse().expect("a socket address")
     }
 }
+
+/// Waits up to `limit` for `child` to exit; its exit code (`None`: still running, or
+/// killed by a signal).
+pub async fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let mut code = None;
+    super::eventually(limit, || {
+        let exited = child.try_wait().ok().flatten();
+        code = exited.and_then(|s| s.code());
+        std::future::ready(exited.is_some())
+    })
+    .await;
+    code
+}
