@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crm_relay::http::{self, Head, Limits, Request, Response};
+use crm_relay::http::{self, Limits, Request, Response};
 use crm_relay::shutdown;
 use crm_relay::stream::Record;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,10 +51,6 @@ struct Sink {
 }
 
 impl http::Handler for Sink {
-    fn check_head(&self, _: &Head) -> Option<Response> {
-        None
-    }
-
     async fn handle(&self, req: Request) -> Response {
         let now = now_us();
         let received_at: u64 = req
@@ -260,10 +256,6 @@ async fn post_once(addr: &str, path: &str, key: &str, body: &[u8]) -> Option<u16
 struct Recorder(Mutex<std::fs::File>);
 
 impl http::Handler for Recorder {
-    fn check_head(&self, _: &Head) -> Option<Response> {
-        None
-    }
-
     async fn handle(&self, req: Request) -> Response {
         let mut f = self.0.lock().unwrap();
         f.write_all(&req.body).unwrap();

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
-use crm_relay::http::{self, Head, Limits, Request, Response};
+use crm_relay::http::{self, Limits, Request, Response};
 use crm_relay::shutdown;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -42,10 +42,6 @@ impl Sink {
 }
 
 impl http::Handler for Sink {
-    fn check_head(&self, _: &Head) -> Option<Response> {
-        None
-    }
-
     async fn handle(&self, req: Request) -> Response {
         let h = |n: &str| req.head.header_values(n).next().unwrap_or("-").to_owned();
         let reject = req.body.windows(8).any(|w| w == b"\"reject\"")

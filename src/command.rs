@@ -90,13 +90,9 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Fatal
     Ok(listener)
 }
 
-/// Starts the admin listener, if one is configured, with `admin`'s handler.
-async fn serve_admin(
-    addr: Option<SocketAddr>,
-    admin: Admin,
-    shutdown: &Shutdown,
-) -> Result<(), Fatal> {
-    if let Some(addr) = addr {
+/// Starts the admin listener, if the role has one.
+async fn serve_admin(admin: Option<(SocketAddr, Admin)>, shutdown: &Shutdown) -> Result<(), Fatal> {
+    if let Some((addr, admin)) = admin {
         let listener = bind("RELAY_ADMIN_LISTEN", addr).await?;
         let limits = Limits::new(64 * 1024, 64);
         let admin = std::sync::Arc::new(admin);
@@ -109,7 +105,7 @@ fn server(get: Lookup) -> Result<(), Fatal> {
     let config = ServerConfig::load(get)?;
     init_logger(config.common.log_level);
     runtime()?.block_on(async {
-        let (listen, admin_listen) = (config.listen, config.admin_listen);
+        let listen = config.listen;
         log::info!(
             "crm-relay {} server starting: {}",
             env!("CARGO_PKG_VERSION"),
@@ -118,7 +114,7 @@ fn server(get: Lookup) -> Result<(), Fatal> {
         let server = Server::new(config)?;
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
         let listener = bind("RELAY_LISTEN", listen).await?;
-        serve_admin(admin_listen, server.admin(), &shutdown).await?;
+        serve_admin(server.admin(), &shutdown).await?;
         log_durability(server.store()).await;
         server.run(listener, shutdown).await;
         log::info!("server stopped");
@@ -145,10 +141,9 @@ fn client(get: Lookup) -> Result<(), Fatal> {
             env!("CARGO_PKG_VERSION"),
             config.summary()
         );
-        let admin_listen = config.admin_listen;
         let client = Client::new(config)?;
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
-        serve_admin(admin_listen, client.admin(), &shutdown).await?;
+        serve_admin(client.admin(), &shutdown).await?;
         client.run(shutdown).await?;
         log::info!("client stopped");
         Ok(())

@@ -19,16 +19,18 @@
 //! - [`ops`]: what an operator calls: the admin listener, dead-letter tools, the durability
 //!   check.
 //! - [`metrics`]: counters, histograms, Prometheus text.
-//! - [`tls`]: rustls client settings (bundled roots plus `RELAY_CA_FILE`).
+//! - [`tls`]: rustls client settings (bundled roots plus `RELAY_CA_FILE`); [`clock`]: Unix
+//!   milliseconds; [`log_limit`]: rate-limited warnings about what outsiders cause.
 #![forbid(unsafe_code)]
 
-pub mod cli;
+mod cli;
 pub mod client;
-pub mod clock;
+mod clock;
 pub mod command;
 pub mod config;
 pub mod error;
 pub mod http;
+mod log_limit;
 pub mod metrics;
 pub mod ops;
 pub mod server;

@@ -101,7 +101,7 @@ impl<const N: usize> Counters<N> {
 /// The server's metrics.
 pub struct ServerMetrics {
     /// `relay_requests_total{outcome}`.
-    pub requests: Counters<6>,
+    pub requests: Counters<7>,
     /// `relay_ingest_seconds`: from a complete request to the answer of a webhook POST.
     pub ingest: Histogram,
     /// `relay_retention_runs_total`: completed retention passes.
@@ -119,6 +119,7 @@ impl Default for ServerMetrics {
                 "invalid",
                 "unavailable",
                 "backlog_full",
+                "over_budget",
                 "other",
             ]),
             ingest: Histogram::new(&TIME_BUCKETS),

@@ -25,9 +25,9 @@ impl Trigger {
 }
 
 impl Shutdown {
-    /// True once shutdown was triggered.
+    /// True once shutdown was triggered, or the trigger is gone (as for `wait`).
     pub fn is_triggered(&self) -> bool {
-        *self.0.borrow()
+        *self.0.borrow() || self.0.has_changed().is_err()
     }
 
     /// Completes when shutdown is triggered (or the trigger is gone).
@@ -72,6 +72,7 @@ mod tests {
 
         let (trigger, mut shutdown) = channel();
         drop(trigger);
+        assert!(shutdown.is_triggered(), "a dropped trigger is a shutdown");
         shutdown.wait().await;
     }
 }

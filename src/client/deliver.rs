@@ -11,6 +11,7 @@ use super::dispatch::Event;
 use crate::client::policy::jobs::Start;
 use crate::client::policy::outcome::Attempt;
 use crate::http::client::{Answer, Client, OutRequest, SendError};
+use crate::http::{FieldValue, Fields};
 use crate::stream::{Entry, Record, StreamId};
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), the ones we rewrite, and `Expect` (the relay sends
@@ -39,15 +40,16 @@ const OURS: [&str; 4] = [
 
 /// The headers to forward: the original ones in order, minus hop-by-hop ones (including any
 /// named by `Connection`), `Proxy-*`, `Host`, `Content-Length` and `X-Relay-*`; then ours.
-pub fn forward_headers(record: &Record, relay_id: &str, attempt: u32) -> Vec<(String, String)> {
+pub fn forward_headers(record: &Record, relay_id: &str, attempt: u32) -> Fields {
     let listed: Vec<String> = record
         .headers
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
-        .flat_map(|(_, v)| v.split(','))
+        .filter_map(|(_, v)| v.as_str())
+        .flat_map(|v| v.split(','))
         .map(|t| t.trim().to_ascii_lowercase())
         .collect();
-    let mut out: Vec<(String, String)> = record
+    let mut out: Fields = record
         .headers
         .iter()
         .filter(|(name, value)| {
@@ -60,21 +62,27 @@ pub fn forward_headers(record: &Record, relay_id: &str, attempt: u32) -> Vec<(St
         })
         .cloned()
         .collect();
-    out.push(("X-Relay-Id".into(), relay_id.to_owned()));
-    out.push(("X-Relay-Attempt".into(), attempt.to_string()));
-    out.push(("X-Relay-Received-At".into(), record.received_at.to_string()));
+    out.push(("X-Relay-Id".into(), relay_id.into()));
+    out.push(("X-Relay-Attempt".into(), attempt.to_string().into()));
+    out.push((
+        "X-Relay-Received-At".into(),
+        record.received_at.to_string().into(),
+    ));
     if !record.source.is_empty() {
-        out.push(("X-Relay-Source".into(), record.source.clone()));
+        out.push(("X-Relay-Source".into(), record.source.clone().into()));
     }
     out
 }
 
 /// A field we can write without corrupting the request (records from other writers may
 /// hold anything).
-fn valid_field(name: &str, value: &str) -> bool {
+fn valid_field(name: &str, value: &FieldValue) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-        && !value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+        && !value
+            .as_bytes()
+            .iter()
+            .any(|b| *b == b'\r' || *b == b'\n' || *b == 0)
 }
 
 /// What one attempt produced: the policy's view, and the app's answer when there was one
@@ -231,7 +239,7 @@ mod tests {
             remote: "1.2.3.4:5".into(),
             headers: headers
                 .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .map(|(n, v)| (n.to_string(), (*v).into()))
                 .collect(),
             body: b"{}".to_vec(),
         }
@@ -257,7 +265,10 @@ mod tests {
             ("X-Hub-Signature-256", "sha256=ab"),
         ]);
         let out = forward_headers(&r, "1-0", 3);
-        let got: Vec<(&str, &str)> = out.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str().expect("text")))
+            .collect();
         assert_eq!(
             got,
             [

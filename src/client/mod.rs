@@ -14,6 +14,7 @@ pub(crate) mod policy;
 mod report;
 mod writes;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::config::ClientConfig;
 use crate::error::{Fatal, Report};
 use crate::http::client::{Client as Http, Endpoint};
 use crate::metrics::ClientMetrics;
+use crate::ops::access::Access;
 use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
 use crate::stream::{Reader, Store};
@@ -87,12 +89,15 @@ impl Client {
         self.metrics.clone()
     }
 
-    /// The admin listener's handler for this role.
-    pub fn admin(&self) -> Admin {
-        Admin {
+    /// The admin listener's handler for this role (`None` when it has none).
+    pub fn admin(&self) -> Option<(SocketAddr, Admin)> {
+        let config = self.config.admin.as_ref()?;
+        let admin = Admin {
             role: Role::Client(self.metrics.clone()),
             store: self.store.clone(),
-        }
+            access: Access::new(config),
+        };
+        Some((config.listen, admin))
     }
 
     /// Runs until `shutdown`. Fails if the group cannot be set up, or if the stream reader

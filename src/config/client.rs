@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use super::{CommonConfig, Lookup, admin_listen, parse_count, parse_duration, parsed, var};
+use super::{
+    AdminConfig, CommonConfig, Lookup, admin_config, admin_display, parse_count, parse_duration,
+    parsed, var,
+};
 use crate::client::policy::backoff::Backoff;
 use crate::error::ConfigError;
 use crate::http::client::{Endpoint, Target};
@@ -29,8 +32,8 @@ pub struct ClientConfig {
     pub breaker_threshold: u32,
     /// `RELAY_BREAKER_COOLDOWN`.
     pub breaker_cooldown: Duration,
-    /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
-    pub admin_listen: Option<std::net::SocketAddr>,
+    /// The admin listener (`/metrics`, `/health`, the DLQ API); `None` when disabled.
+    pub admin: Option<AdminConfig>,
     /// `RELAY_TARGET_HEALTH_URL`: a `GET` whose 2xx is evidence that the target is up.
     pub health: Option<Endpoint>,
 }
@@ -86,7 +89,7 @@ impl ClientConfig {
             backoff,
             breaker_threshold: small("RELAY_BREAKER_THRESHOLD", "5")?,
             breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
-            admin_listen: admin_listen(get, "127.0.0.1:9091")?,
+            admin: admin_config(get, "127.0.0.1:9091")?,
             health,
         })
     }
@@ -100,8 +103,7 @@ impl ClientConfig {
             self.health
                 .as_ref()
                 .map_or_else(|| "off".to_owned(), |h| h.target().display()),
-            self.admin_listen
-                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            admin_display(self.admin.as_ref()),
             self.common.redis_display(),
             self.common.stream,
             self.common.dlq_stream,

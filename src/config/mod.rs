@@ -46,12 +46,17 @@ pub struct ServerConfig {
     pub max_body: u64,
     /// `RELAY_MAX_CONNECTIONS`: public connections served at once.
     pub max_connections: usize,
-    /// `RELAY_ADMIN_LISTEN`: `/metrics`, `/health`, the DLQ API; `None` when disabled.
-    pub admin_listen: Option<SocketAddr>,
+    /// The admin listener (`/metrics`, `/health`, the DLQ API); `None` when disabled.
+    pub admin: Option<AdminConfig>,
     /// `RELAY_RETENTION`: how long delivered entries stay in the stream.
     pub retention: std::time::Duration,
     /// `RELAY_MAX_STREAM_LEN`: above it new webhooks get `503`.
     pub max_stream_len: u64,
+    /// `RELAY_UNVERIFIED_BUDGET`: bytes of bodies read before their signature can be checked,
+    /// all connections together.
+    pub unverified_budget: u64,
+    /// `RELAY_TRUSTED_PROXIES`: peers whose `Forwarded`/`X-Forwarded-For` are believed.
+    pub trusted_proxies: Vec<crate::server::Cidr>,
 }
 
 impl CommonConfig {
@@ -97,28 +102,43 @@ impl ServerConfig {
             })
         })?;
         let max_connections = parsed(get, "RELAY_MAX_CONNECTIONS", "10000", parse_count)?;
+        let max_body = parsed(get, "RELAY_MAX_BODY", "4MiB", parse_size)?;
+        let unverified_budget = parsed(get, "RELAY_UNVERIFIED_BUDGET", "64MiB", parse_size)?;
+        if unverified_budget < max_body {
+            return Err(ConfigError::new(
+                "RELAY_UNVERIFIED_BUDGET",
+                "must be at least RELAY_MAX_BODY, or a signed webhook of the largest size could never be read",
+            ));
+        }
+        let trusted_proxies = var(get, "RELAY_TRUSTED_PROXIES")
+            .map_or_else(Vec::new, |v| parse_list(&v))
+            .iter()
+            .map(|p| crate::server::Cidr::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::new("RELAY_TRUSTED_PROXIES", e))?;
         Ok(ServerConfig {
             common,
             listen,
             api_keys,
             app_secrets,
             verify_token: var(get, "RELAY_META_VERIFY_TOKEN").map(Secret::new),
-            max_body: parsed(get, "RELAY_MAX_BODY", "4MiB", parse_size)?,
+            max_body,
             max_connections: usize::try_from(max_connections)
                 .map_err(|_| ConfigError::new("RELAY_MAX_CONNECTIONS", "too large"))?,
-            admin_listen: admin_listen(get, "127.0.0.1:9090")?,
+            admin: admin_config(get, "127.0.0.1:9090")?,
             retention: parsed(get, "RELAY_RETENTION", "24h", parse_duration)?,
             max_stream_len: parsed(get, "RELAY_MAX_STREAM_LEN", "1000000", parse_count)?,
+            unverified_budget,
+            trusted_proxies,
         })
     }
 
     /// The effective configuration for the start-up log line: no secret, only counts.
     pub fn summary(&self) -> String {
         format!(
-            "listen={} admin={} redis={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} max_connections={} log={}",
+            "listen={} admin={} redis={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} log={}",
             self.listen,
-            self.admin_listen
-                .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+            admin_display(self.admin.as_ref()),
             self.common.redis_display(),
             self.common.stream,
             self.retention,
@@ -131,24 +151,61 @@ impl ServerConfig {
                 "unset"
             },
             self.max_body,
+            self.unverified_budget,
             self.max_connections,
+            self.trusted_proxies.len(),
             self.common.log_level,
         )
     }
 }
 
-/// `RELAY_ADMIN_LISTEN`: unset → `default`; set but empty → disabled.
-fn admin_listen(get: Lookup, default: &str) -> Result<Option<SocketAddr>, ConfigError> {
+/// The admin listener of a role.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// `RELAY_ADMIN_LISTEN`.
+    pub listen: SocketAddr,
+    /// `RELAY_ADMIN_TOKEN`: required as `Authorization: Bearer` when set.
+    pub token: Option<Secret>,
+    /// `RELAY_ADMIN_HOSTS`: `Host` names accepted besides loopback and the listen address.
+    pub hosts: Vec<String>,
+}
+
+/// `RELAY_ADMIN_LISTEN` (unset → `default`; set but empty → disabled), with its token and
+/// hosts. A listener beyond loopback must have a token.
+fn admin_config(get: Lookup, default: &str) -> Result<Option<AdminConfig>, ConfigError> {
     let raw = get("RELAY_ADMIN_LISTEN").unwrap_or_else(|| default.to_owned());
     if raw.trim().is_empty() {
         return Ok(None);
     }
-    raw.trim().parse().map(Some).map_err(|_| {
+    let listen: SocketAddr = raw.trim().parse().map_err(|_| {
         ConfigError::new(
             "RELAY_ADMIN_LISTEN",
             format!("{raw:?} is not an address like 127.0.0.1:9090 (empty disables)"),
         )
-    })
+    })?;
+    let token = var(get, "RELAY_ADMIN_TOKEN").map(|t| Secret::new(t.trim()));
+    if token.is_none() && !listen.ip().is_loopback() {
+        return Err(ConfigError::new(
+            "RELAY_ADMIN_TOKEN",
+            format!(
+                "required when RELAY_ADMIN_LISTEN ({listen}) is not a loopback address: the admin API can read and replay every webhook"
+            ),
+        ));
+    }
+    Ok(Some(AdminConfig {
+        listen,
+        token,
+        hosts: var(get, "RELAY_ADMIN_HOSTS").map_or_else(Vec::new, |v| parse_list(&v)),
+    }))
+}
+
+/// The admin listener for the start-up line: its address, and whether a token guards it.
+fn admin_display(admin: Option<&AdminConfig>) -> String {
+    match admin {
+        None => "off".to_owned(),
+        Some(a) if a.token.is_some() => format!("{} (token)", a.listen),
+        Some(a) => a.listen.to_string(),
+    }
 }
 
 /// A variable's value; set-but-blank counts as unset.

@@ -19,11 +19,11 @@ fn defaults_follow_spec() {
     assert_eq!(c.max_body, 4 * 1024 * 1024);
     assert_eq!(c.common.log_level, log::LevelFilter::Info);
     assert!(c.verify_token.is_none());
-    assert_eq!(c.admin_listen, Some("127.0.0.1:9090".parse().unwrap()));
+    assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(c.retention, std::time::Duration::from_secs(86_400));
     assert_eq!(c.max_stream_len, 1_000_000);
     let off = load(&[("RELAY_API_KEYS", "k1"), ("RELAY_ADMIN_LISTEN", "")]).unwrap();
-    assert_eq!(off.admin_listen, None);
+    assert!(off.admin.is_none());
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn client_defaults_follow_spec() {
     assert_eq!(c.breaker_cooldown, std::time::Duration::from_secs(30));
     assert_eq!(c.common.dlq_stream, "relay:{webhooks}:dlq");
     assert_eq!(c.target.target().path, "/in");
-    assert_eq!(c.admin_listen, Some("127.0.0.1:9091".parse().unwrap()));
+    assert_eq!(c.admin.unwrap().listen, "127.0.0.1:9091".parse().unwrap());
 }
 
 #[test]

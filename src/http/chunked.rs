@@ -2,15 +2,19 @@
 //!
 //! Pure: feed it bytes as they arrive, it appends body data to `out` and reports how many
 //! input bytes it consumed. It is stricter than httparse's chunk-size helper: an empty size
-//! line, a bare LF anywhere in the framing, a missing CRLF after the data, an overlong size or
-//! extension are all errors. Trailer fields are read and discarded.
+//! line, whitespace after the size, an extension that is not `;name[=token|"quoted"]`, a bare
+//! LF anywhere in the framing, a missing CRLF after the data, an overlong size or extension
+//! are all errors. Trailer fields are parsed as header fields under the same limits (a line
+//! that is not `name: value`, such as a smuggled request line, is an error) and discarded.
 
 use super::error::RequestError;
 
 /// Longest chunk-size line we accept, extensions included; bounds memory and slow senders.
 const MAX_SIZE_LINE: usize = 1024;
-/// Most bytes of trailer section we read before giving up.
+/// Most bytes of trailer section we read before giving up (the header section's limit).
 const MAX_TRAILER: usize = 16 * 1024;
+/// Most trailer fields (the header section's limit).
+const MAX_TRAILER_FIELDS: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -32,6 +36,7 @@ pub struct ChunkedDecoder {
     max_body: u64,
     body_len: u64,
     trailer_len: usize,
+    trailer_fields: usize,
 }
 
 impl ChunkedDecoder {
@@ -42,6 +47,7 @@ impl ChunkedDecoder {
             max_body,
             body_len: 0,
             trailer_len: 0,
+            trailer_fields: 0,
         }
     }
 
@@ -123,6 +129,12 @@ impl ChunkedDecoder {
         }
         if line == 0 {
             self.state = State::Done;
+        } else {
+            self.trailer_fields += 1;
+            if self.trailer_fields > MAX_TRAILER_FIELDS {
+                return Err(RequestError::Malformed("too many trailer fields"));
+            }
+            check_field_line(&rest[..line])?;
         }
         Ok(Some(line + 2))
     }
@@ -154,7 +166,9 @@ fn take_line(rest: &[u8], max: usize) -> Result<Option<usize>, RequestError> {
     Ok(None)
 }
 
-/// `chunk-size [ chunk-ext ]`: 1–16 hex digits, then optionally `;` extensions (ignored).
+/// `chunk-size [ chunk-ext ]` (RFC 9112 §7.1.1): 1–16 hex digits, then any number of
+/// `BWS ";" BWS token [ BWS "=" BWS ( token / quoted-string ) ]`, nothing else: no
+/// whitespace that does not precede a `;`, no empty extension. Extensions are ignored.
 fn parse_size_line(line: &[u8]) -> Result<u64, RequestError> {
     let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     if digits == 0 {
@@ -163,21 +177,87 @@ fn parse_size_line(line: &[u8]) -> Result<u64, RequestError> {
     if digits > 16 {
         return Err(RequestError::Malformed("chunk size too large"));
     }
-    let ext = &line[digits..];
-    let ext_start = ext.iter().position(|&b| b != b' ' && b != b'\t');
-    if let Some(i) = ext_start
-        && ext[i] != b';'
-    {
-        return Err(RequestError::Malformed("invalid chunk size"));
-    }
-    if ext
-        .iter()
-        .any(|&b| b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f)
-    {
-        return Err(RequestError::Malformed("invalid chunk extension"));
-    }
+    check_extensions(&line[digits..])?;
     let hex = std::str::from_utf8(&line[..digits]).expect("hex digits are ASCII");
     u64::from_str_radix(hex, 16).map_err(|_| RequestError::Malformed("invalid chunk size"))
+}
+
+fn check_extensions(mut rest: &[u8]) -> Result<(), RequestError> {
+    let bad = RequestError::Malformed("invalid chunk extension");
+    while !rest.is_empty() {
+        rest = skip_bws(rest);
+        rest = rest.strip_prefix(b";").ok_or(bad)?;
+        rest = skip_bws(rest);
+        let name = token_len(rest);
+        if name == 0 {
+            return Err(bad);
+        }
+        rest = &rest[name..];
+        let after = skip_bws(rest);
+        if let Some(value) = after.strip_prefix(b"=") {
+            let value = skip_bws(value);
+            let len = match value.first() {
+                Some(b'"') => quoted_len(value).ok_or(bad)?,
+                _ => token_len(value),
+            };
+            if len == 0 {
+                return Err(bad);
+            }
+            rest = &value[len..];
+        }
+    }
+    Ok(())
+}
+
+fn skip_bws(s: &[u8]) -> &[u8] {
+    let n = s.iter().take_while(|b| **b == b' ' || **b == b'\t').count();
+    &s[n..]
+}
+
+/// Length of the `token` (RFC 9110 §5.6.2) at the start of `s`.
+fn token_len(s: &[u8]) -> usize {
+    s.iter().take_while(|b| is_tchar(**b)).count()
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Length of the `quoted-string` at the start of `s` (opening quote included), if valid.
+fn quoted_len(s: &[u8]) -> Option<usize> {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return Some(i + 1),
+            b'\\' => {
+                let next = *s.get(i + 1)?;
+                if !(next == b'\t' || next == b' ' || next.is_ascii_graphic() || next >= 0x80) {
+                    return None;
+                }
+                i += 2;
+            }
+            b'\t' | b' ' | 0x21 | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff => i += 1,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// A trailer line must be a header field: `token ":" OWS value OWS`, the value of visible
+/// characters, spaces, tabs and obs-text.
+fn check_field_line(line: &[u8]) -> Result<(), RequestError> {
+    let name = token_len(line);
+    if name == 0 || line.get(name) != Some(&b':') {
+        return Err(RequestError::Malformed("invalid trailer field"));
+    }
+    let value = &line[name + 1..];
+    if value
+        .iter()
+        .any(|&b| !(b == b'\t' || b == b' ' || b.is_ascii_graphic() || b >= 0x80))
+    {
+        return Err(RequestError::Malformed("invalid trailer field"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

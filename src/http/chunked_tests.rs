@@ -44,6 +44,25 @@ fn decodes_chunks_extensions_and_trailers() {
 }
 
 #[test]
+fn extensions_follow_the_grammar() {
+    let raw = b"2;a=\"q \\\" s\";b=tok ; c\r\nhi\r\n0\r\nX-T: caf\xe9\r\nY:\r\n\r\n";
+    assert_eq!(decode_split(raw, 100).unwrap().0, b"hi");
+}
+
+#[test]
+fn too_many_trailer_fields() {
+    let mut raw = b"0\r\n".to_vec();
+    for i in 0..101 {
+        raw.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    raw.extend_from_slice(b"\r\n");
+    assert!(matches!(
+        decode_split(&raw, 10),
+        Err(RequestError::Malformed(_))
+    ));
+}
+
+#[test]
 fn empty_body_and_uppercase_hex() {
     assert_eq!(decode_split(b"0\r\n\r\n", 10).unwrap(), (vec![], 0));
     let (body, _) = decode_split(b"00B\r\nhello world\r\n0\r\n\r\n", 100).unwrap();
@@ -62,17 +81,28 @@ fn binary_data_passes_untouched() {
 #[test]
 fn malformed_framing_is_refused() {
     let cases: &[&[u8]] = &[
-        b"\r\n",                         // empty size line (httparse would accept it)
-        b"x\r\nabc\r\n0\r\n\r\n",        // not hex
-        b"-1\r\n",                       // sign
-        b"5\nhello\r\n0\r\n\r\n",        // bare LF after size
-        b"5;a\nb\r\nhello\r\n0\r\n\r\n", // bare LF inside an extension
-        b"5\r\nhelloX\r\n0\r\n\r\n",     // no CRLF after data
-        b"5\r\nhello\n0\r\n\r\n",        // bare LF after data
-        b"5 x\r\nhello\r\n0\r\n\r\n",    // junk after size
-        b"11111111111111111\r\n",        // 17 hex digits
-        b"0\r\nX: y\nZ\r\n\r\n",         // bare LF in trailer
-        b"5\r\rhello\r\n0\r\n\r\n",      // bare CR
+        b"\r\n",                                // empty size line (httparse would accept it)
+        b"x\r\nabc\r\n0\r\n\r\n",               // not hex
+        b"-1\r\n",                              // sign
+        b"5\nhello\r\n0\r\n\r\n",               // bare LF after size
+        b"5;a\nb\r\nhello\r\n0\r\n\r\n",        // bare LF inside an extension
+        b"5\r\nhelloX\r\n0\r\n\r\n",            // no CRLF after data
+        b"5\r\nhello\n0\r\n\r\n",               // bare LF after data
+        b"5 x\r\nhello\r\n0\r\n\r\n",           // junk after size
+        b"11111111111111111\r\n",               // 17 hex digits
+        b"0\r\nX: y\nZ\r\n\r\n",                // bare LF in trailer
+        b"5\r\rhello\r\n0\r\n\r\n",             // bare CR
+        b"a \r\n0123456789\r\n0\r\n\r\n",       // whitespace after the size, no extension
+        b"2;\r\nhi\r\n0\r\n\r\n",               // empty extension
+        b"2;=v\r\nhi\r\n0\r\n\r\n",             // extension without a name
+        b"2;a=\r\nhi\r\n0\r\n\r\n",             // extension without a value
+        b"2;a b\r\nhi\r\n0\r\n\r\n",            // two names without ';'
+        b"2;a=\"open\r\nhi\r\n0\r\n\r\n",       // unterminated quoted string
+        b"2;a\x01\r\nhi\r\n0\r\n\r\n",          // control byte in an extension
+        b"2;a=b@c\r\nhi\r\n0\r\n\r\n",          // not a token
+        b"0\r\nPOST /webhook HTTP/1.1\r\n\r\n", // a request line smuggled as a trailer
+        b"0\r\n: no-name\r\n\r\n",              // trailer without a name
+        b"0\r\nX-T:\x01\r\n\r\n",               // control byte in a trailer value
     ];
     for raw in cases {
         let result = decode_split(raw, 1024);

@@ -14,7 +14,7 @@ use super::chunked::ChunkedDecoder;
 use super::error::RequestError;
 use super::request::{Framing, Head, parse_head};
 use super::response::Response;
-use super::{Handler, Limits, Request};
+use super::{Admission, Handler, Limits, Request};
 use crate::shutdown::Shutdown;
 
 /// Bytes requested from the socket per read.
@@ -27,7 +27,7 @@ enum Stop {
     /// The HTTP layer refuses the request (framing, limits, timeouts): answer with this
     /// (closing) response, then close.
     Answer(Response),
-    /// The handler refused an `Expect: 100-continue` request from its head: answer, close.
+    /// The handler refused the request from its head: answer, close.
     Refused(Response),
 }
 
@@ -61,7 +61,7 @@ pub async fn serve_connection<H: Handler>(
             Err(Stop::Answer(resp)) => {
                 log::debug!("refused remote={remote} status={}", resp.status);
                 handler.on_refused(resp.status);
-                let _ = conn.write(&resp, false).await;
+                conn.refuse(&resp).await;
                 break "refused";
             }
             Err(Stop::Refused(resp)) => {
@@ -69,7 +69,7 @@ pub async fn serve_connection<H: Handler>(
                     "refused before the body remote={remote} status={}",
                     resp.status
                 );
-                let _ = conn.write(&resp, false).await;
+                conn.refuse(&resp).await;
                 break "refused";
             }
         }
@@ -88,14 +88,39 @@ struct Conn {
 }
 
 impl Conn {
+    /// Answers a refusal, then closes gracefully: the write side first (the answer is
+    /// complete), then whatever the peer still sends is read and discarded, within
+    /// `linger_time` and `linger_bytes`, so that closing does not reset the connection and
+    /// lose the answer on its way (nginx's `lingering_close`).
+    async fn refuse(&mut self, resp: &Response) {
+        if self.write(resp, false).await.is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown().await;
+        let deadline = Deadline::now() + self.limits.linger_time;
+        let mut drained = std::mem::take(&mut self.buf).len() as u64;
+        let mut chunk = [0u8; 8192];
+        while drained <= self.limits.linger_bytes {
+            match timeout_at(deadline, self.stream.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => drained += n as u64,
+                _ => return, // end of input, an error, or out of time
+            }
+        }
+    }
+
     /// Serves one request; `Ok(true)` when the connection stays open for another.
     async fn serve_one<H: Handler>(&mut self, handler: &H) -> Result<bool, Stop> {
         let head = self.read_head().await?;
         let started = Instant::now();
+        // Every body is admitted from its head before a byte of it is read.
+        let reserved = match head.framing {
+            Framing::None => None,
+            _ => match handler.admit(&head, self.remote) {
+                Admission::Read(reserved) => reserved,
+                Admission::Refuse(refusal) => return Err(Stop::Refused(refusal.closing())),
+            },
+        };
         if head.expect_continue && head.framing != Framing::None && self.buf.is_empty() {
-            if let Some(refusal) = handler.check_head(&head) {
-                return Err(Stop::Refused(refusal.closing()));
-            }
             self.send_raw(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
         }
         let body = self.read_body(&head).await?;
@@ -109,6 +134,7 @@ impl Conn {
             remote: self.remote,
         };
         let mut resp = handler.handle(request).await;
+        drop(reserved);
         if !keep_alive || self.shutdown.is_triggered() {
             resp.close = true;
         }

@@ -1,6 +1,7 @@
 //! Our HTTP/1.1 server side, on httparse and tokio TCP: heads, body framing, responses, the
 //! per-connection loop and the accept loop with its connection cap and graceful drain.
 
+mod budget;
 mod chunked;
 pub mod client;
 mod conn;
@@ -17,9 +18,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+pub use budget::{Budget, Reserved};
 pub use chunked::ChunkedDecoder;
 pub use error::RequestError;
-pub use request::{Framing, Head, HeadLimits, Version, header_values, parse_head};
+pub use request::{
+    FieldValue, Fields, Framing, Head, HeadLimits, Version, header_values, parse_head,
+};
 pub use response::Response;
 
 use crate::shutdown::Shutdown;
@@ -32,11 +36,22 @@ pub struct Request {
     pub remote: SocketAddr,
 }
 
+/// What a handler decides from a head, before any byte of the body is read.
+#[derive(Debug)]
+pub enum Admission {
+    /// Read the body; hold the reservation (if any) until the request is answered.
+    Read(Option<Reserved>),
+    /// Answer this at once: the body is drained and discarded, never buffered.
+    Refuse(Response),
+}
+
 /// What a server does with requests.
 pub trait Handler: Send + Sync + 'static {
-    /// Called before the body of an `Expect: 100-continue` request is read: `Some` refuses
-    /// it at once (for example `401`), so the client does not upload a body for nothing.
-    fn check_head(&self, head: &Head) -> Option<Response>;
+    /// Called for every request with a body, from its head alone: a refusal (`401`, `404`,
+    /// `503`, …) costs no body in memory, also without `Expect: 100-continue`.
+    fn admit(&self, _head: &Head, _remote: SocketAddr) -> Admission {
+        Admission::Read(None)
+    }
 
     /// Answers a complete request.
     fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
@@ -61,6 +76,11 @@ pub struct Limits {
     pub max_connections: usize,
     /// After shutdown, how long open connections get to finish their request.
     pub drain_timeout: Duration,
+    /// After a refusal, how long and how many bytes the rest of the request is read and
+    /// discarded before closing (a lingering close: closing with unread input sends RST,
+    /// which proxies report as 502 instead of our answer).
+    pub linger_time: Duration,
+    pub linger_bytes: u64,
 }
 
 impl Limits {
@@ -79,6 +99,10 @@ impl Limits {
             max_connections,
             // Leaves a margin below the 10 s in which the process must exit.
             drain_timeout: Duration::from_secs(8),
+            linger_time: Duration::from_secs(10),
+            // A refused body of up to twice the limit reaches its end: a proxy that already
+            // forwarded it gets our answer.
+            linger_bytes: max_body.saturating_mul(2).saturating_add(64 * 1024),
         }
     }
 }

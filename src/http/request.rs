@@ -39,15 +39,73 @@ pub enum Framing {
     Chunked,
 }
 
+/// A header field's value: text when it is UTF-8 (nearly always), else the bytes as
+/// received (obs-text, such as Latin-1 from Python's requests), kept byte-exact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl FieldValue {
+    pub fn from_bytes(b: &[u8]) -> FieldValue {
+        match std::str::from_utf8(b) {
+            Ok(t) => FieldValue::Text(t.to_owned()),
+            Err(_) => FieldValue::Bytes(b.to_vec()),
+        }
+    }
+
+    /// The value as text, if it is UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            FieldValue::Text(t) => Some(t),
+            FieldValue::Bytes(_) => None,
+        }
+    }
+
+    /// The value's bytes, exactly as received.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            FieldValue::Text(t) => t.as_bytes(),
+            FieldValue::Bytes(b) => b,
+        }
+    }
+}
+
+impl From<&str> for FieldValue {
+    fn from(t: &str) -> Self {
+        FieldValue::Text(t.to_owned())
+    }
+}
+
+impl From<String> for FieldValue {
+    fn from(t: String) -> Self {
+        FieldValue::Text(t)
+    }
+}
+
+/// Header fields in arrival order, names as received, duplicates kept.
+pub type Fields = Vec<(String, FieldValue)>;
+
+/// Fields whose values decide framing and routing: they must be text.
+const FRAMING_FIELDS: [&str; 5] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "expect",
+    "connection",
+];
+
 /// A parsed and validated request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub method: String,
-    /// The request target as received (origin form: path plus optional query).
+    /// The request target in origin form (path plus optional query); an absolute-form
+    /// target (`http://host/path`) is reduced to it.
     pub target: String,
     pub version: Version,
     /// Header fields in arrival order, names as received, duplicates kept.
-    pub headers: Vec<(String, String)>,
+    pub headers: Fields,
     pub framing: Framing,
     /// Whether the connection may serve another request after this one.
     pub keep_alive: bool,
@@ -72,15 +130,16 @@ impl Head {
     }
 }
 
-/// Values of every header named `name` (case-insensitive) in `headers`, in order.
+/// Text values of every header named `name` (case-insensitive) in `headers`, in order
+/// (a value that is not UTF-8 matches nothing a caller compares with).
 pub fn header_values<'a>(
-    headers: &'a [(String, String)],
+    headers: &'a [(String, FieldValue)],
     name: &'a str,
 ) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .iter()
         .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
+        .filter_map(|(_, v)| v.as_str())
 }
 
 /// Parses a request head from the start of `buf`.
@@ -108,29 +167,59 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize
         return Err(RequestError::Malformed("bare LF in request head"));
     }
     let method = req.method.unwrap_or_default().to_owned();
-    let target = req.path.unwrap_or_default().to_owned();
-    if !target.starts_with('/') {
-        return Err(RequestError::Malformed("request target must be a path"));
-    }
+    let target = origin_form(req.path.unwrap_or_default())?;
     let version = match req.version {
         Some(0) => Version::Http10,
         _ => Version::Http11,
     };
     let mut headers = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let value = std::str::from_utf8(h.value)
-            .map_err(|_| RequestError::Malformed("header value is not UTF-8"))?;
-        headers.push((h.name.to_owned(), value.to_owned()));
+        let value = FieldValue::from_bytes(h.value);
+        if value.as_str().is_none()
+            && FRAMING_FIELDS
+                .iter()
+                .any(|f| h.name.eq_ignore_ascii_case(f))
+        {
+            return Err(RequestError::Malformed("framing header value is not text"));
+        }
+        headers.push((h.name.to_owned(), value));
     }
     let head = validate(method, target, version, headers, limits)?;
     Ok(Some((head, consumed)))
+}
+
+/// The origin form of a request target: a path as is, or the path of an absolute-form target
+/// (RFC 9112 §3.2.2 says a server must accept those); anything else is malformed.
+fn origin_form(target: &str) -> Result<String, RequestError> {
+    if target.starts_with('/') {
+        return Ok(target.to_owned());
+    }
+    let scheme_end = target.find("://").filter(|i| {
+        let scheme = &target[..*i];
+        scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+    });
+    let Some(i) = scheme_end else {
+        return Err(RequestError::Malformed(
+            "request target must be a path or an absolute URL",
+        ));
+    };
+    let rest = &target[i + 3..];
+    let path_at = rest.find(['/', '?']).unwrap_or(rest.len());
+    if path_at == 0 {
+        return Err(RequestError::Malformed("absolute URL without a host"));
+    }
+    Ok(match &rest[path_at..] {
+        "" => "/".to_owned(),
+        p if p.starts_with('?') => format!("/{p}"),
+        p => p.to_owned(),
+    })
 }
 
 fn validate(
     method: String,
     target: String,
     version: Version,
-    headers: Vec<(String, String)>,
+    headers: Fields,
     limits: &HeadLimits,
 ) -> Result<Head, RequestError> {
     if version == Version::Http11 && header_values(&headers, "host").count() != 1 {
@@ -161,7 +250,7 @@ fn validate(
 fn framing(
     method: &str,
     version: Version,
-    headers: &[(String, String)],
+    headers: &[(String, FieldValue)],
 ) -> Result<Framing, RequestError> {
     let te: Vec<&str> = header_values(headers, "transfer-encoding").collect();
     let cl: Vec<&str> = header_values(headers, "content-length").collect();
@@ -220,7 +309,7 @@ fn parse_length(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
-fn expects_continue(headers: &[(String, String)]) -> Result<bool, RequestError> {
+fn expects_continue(headers: &[(String, FieldValue)]) -> Result<bool, RequestError> {
     let mut cont = false;
     for v in header_values(headers, "expect") {
         if v.trim().eq_ignore_ascii_case("100-continue") {
@@ -232,7 +321,7 @@ fn expects_continue(headers: &[(String, String)]) -> Result<bool, RequestError> 
     Ok(cont)
 }
 
-fn keep_alive(version: Version, headers: &[(String, String)]) -> bool {
+fn keep_alive(version: Version, headers: &[(String, FieldValue)]) -> bool {
     let has = |token: &str| {
         header_values(headers, "connection")
             .flat_map(|v| v.split(','))

@@ -100,8 +100,11 @@ fn hostile_framing_is_refused() {
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX : y\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: y\r\n folded\r\n\r\n", 400),
-        (b"GET / HTTP/1.1\r\nHost: a\r\nX: \xff\xfe\r\n\r\n", 400),
-        (b"GET http://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\xff\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: caf\xe9\r\n\r\n", 400),
+        (b"GET ftp://example.com/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET http:///nohost HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 400),
         (b"G\0T / HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ];
@@ -115,6 +118,29 @@ fn hostile_framing_is_refused() {
             ),
             Ok(h) => panic!("accepted {:?}: {h:?}", String::from_utf8_lossy(raw)),
         }
+    }
+}
+
+#[test]
+fn obs_text_values_are_kept_as_bytes_and_absolute_targets_reduced() {
+    let (head, _) = parse_split(
+        b"GET http://relay.test/webhook/x?a=1 HTTP/1.1\r\nHost: a\r\nX-C: Caf\xe9\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(head.target, "/webhook/x?a=1");
+    assert_eq!(head.headers[1].1, FieldValue::Bytes(b"Caf\xe9".to_vec()));
+    assert_eq!(head.header_values("x-c").count(), 0, "not text");
+    for (raw, target) in [
+        (
+            &b"GET HTTPS://relay.test HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            "/",
+        ),
+        (
+            b"GET http://relay.test?q HTTP/1.1\r\nHost: a\r\n\r\n",
+            "/?q",
+        ),
+    ] {
+        assert_eq!(parse_split(raw).unwrap().0.target, target);
     }
 }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::http::{self, Head, Request, Response};
+use super::access::Access;
+use crate::http::{self, Admission, Head, Request, Response};
 use crate::metrics::{ClientMetrics, ServerMetrics, gauge};
 use crate::ops::dlq::{self, Selection};
 use crate::stream::{Store, StoreError};
@@ -24,14 +25,22 @@ pub enum Role {
 pub struct Admin {
     pub role: Role,
     pub store: Arc<Store>,
+    pub access: Access,
 }
 
 impl http::Handler for Admin {
-    fn check_head(&self, _: &Head) -> Option<Response> {
-        None
+    /// A body is read only from a request that may be served.
+    fn admit(&self, head: &Head, _: std::net::SocketAddr) -> Admission {
+        match self.access.check(head) {
+            Ok(()) => Admission::Read(None),
+            Err(refusal) => Admission::Refuse(refusal),
+        }
     }
 
     async fn handle(&self, req: Request) -> Response {
+        if let Err(refusal) = self.access.check(&req.head) {
+            return refusal;
+        }
         let path = req.head.path().to_owned();
         let method = req.head.method.as_str();
         match (path.as_str(), method) {

@@ -1,6 +1,7 @@
 //! What an operator calls: the admin listener of both roles, dead-letter tools shared by the
 //! CLI and the admin API, and the Redis durability check.
 
+pub mod access;
 pub mod admin;
 pub(crate) mod dlq;
 pub(crate) mod durability;

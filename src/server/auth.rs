@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::http::header_values;
+use crate::http::{FieldValue, header_values};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -19,6 +19,15 @@ pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
 pub enum Credential {
     Signature,
     ApiKey,
+}
+
+/// What `precheck` found in the headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// A valid API key: the sender is known.
+    Key,
+    /// A signature, no valid key: the body must be read to know.
+    VerifyBody,
 }
 
 /// Why a request was refused (`401`); the text is safe to send back.
@@ -54,23 +63,23 @@ impl Authenticator {
         }
     }
 
-    /// Decides from the headers alone whether the request can succeed, before its body is
-    /// read: a signed request might; an unsigned one needs a valid key.
-    pub fn precheck(&self, headers: &[(String, String)]) -> Result<(), AuthError> {
-        if header_values(headers, SIGNATURE_HEADER).next().is_some() {
-            return if self.secrets.is_empty() {
-                Err(AuthError::BadSignature)
-            } else {
-                Ok(())
-            };
+    /// Decides from the headers alone, before the body is read: a valid API key admits the
+    /// request (its signature, if any, is checked with the body); a signature without a
+    /// valid key must be read to be verified; anything else is refused.
+    pub fn precheck(&self, headers: &[(String, FieldValue)]) -> Result<Admit, AuthError> {
+        let key = self.api_key(headers).is_ok();
+        match header_values(headers, SIGNATURE_HEADER).next() {
+            Some(_) if self.secrets.is_empty() => Err(AuthError::BadSignature),
+            Some(_) if !key => Ok(Admit::VerifyBody),
+            _ if key => Ok(Admit::Key),
+            _ => Err(AuthError::MissingCredentials),
         }
-        self.api_key(headers)
     }
 
     /// The full check, over the exact bytes received.
     pub fn authenticate(
         &self,
-        headers: &[(String, String)],
+        headers: &[(String, FieldValue)],
         body: &[u8],
     ) -> Result<Credential, AuthError> {
         let mut sigs = header_values(headers, SIGNATURE_HEADER);
@@ -86,7 +95,7 @@ impl Authenticator {
     /// `X-API-Key`, and an `Authorization: Bearer` carrying one of our keys. They are meant for
     /// the relay, and must not travel on to Redis, the DLQ and the local app. Other
     /// `Authorization` values (the sender's, for the app) stay.
-    pub fn strip_credentials(&self, headers: &mut Vec<(String, String)>) {
+    pub fn strip_credentials(&self, headers: &mut Vec<(String, FieldValue)>) {
         headers.retain(|(name, value)| {
             if name.eq_ignore_ascii_case("x-api-key") {
                 return false;
@@ -119,7 +128,7 @@ impl Authenticator {
         }
     }
 
-    fn api_key(&self, headers: &[(String, String)]) -> Result<(), AuthError> {
+    fn api_key(&self, headers: &[(String, FieldValue)]) -> Result<(), AuthError> {
         let bearer = header_values(headers, "authorization").filter_map(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())

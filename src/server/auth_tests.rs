@@ -1,9 +1,9 @@
 use super::*;
 
-fn h(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+fn h(pairs: &[(&str, &str)]) -> Vec<(String, FieldValue)> {
     pairs
         .iter()
-        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .map(|(n, v)| (n.to_string(), (*v).into()))
         .collect()
 }
 
@@ -110,7 +110,13 @@ fn a_wrong_signature_fails_even_with_a_valid_key() {
         auth.authenticate(&headers, b"x"),
         Err(AuthError::BadSignature)
     );
-    assert_eq!(auth.precheck(&headers), Ok(()));
+    assert_eq!(
+        auth.precheck(&headers),
+        Ok(Admit::Key),
+        "read, then checked"
+    );
+    let unkeyed = h(&[("X-Hub-Signature-256", "sha256=00")]);
+    assert_eq!(auth.precheck(&unkeyed), Ok(Admit::VerifyBody));
 }
 
 #[test]
@@ -133,7 +139,7 @@ fn api_keys_in_either_header() {
     );
     assert_eq!(
         auth.precheck(&h(&[("Authorization", "bearer  k1 ")])),
-        Ok(())
+        Ok(Admit::Key)
     );
     for bad in [
         h(&[]),

@@ -5,13 +5,29 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::auth::Authenticator;
+use super::auth::{Admit, AuthError, Authenticator};
+use super::forwarded::{self, Cidr};
 use super::handshake;
 use crate::config::{Secret, ServerConfig};
 use crate::error::Report;
-use crate::http::{self, Head, Request, Response};
+use crate::http::{self, Admission, Budget, Framing, Head, Request, Response};
+use crate::log_limit::LogLimit;
 use crate::metrics::ServerMetrics;
 use crate::stream::{Record, Store, StoreError};
+
+/// Rate-limited warnings about what senders cause, one kind each.
+static NO_KEY: LogLimit = LogLimit::new("refused senders: missing or invalid API key");
+static BAD_SIGNATURE: LogLimit = LogLimit::new("refused senders: invalid signature");
+static OVER_BUDGET: LogLimit = LogLimit::new("refused senders: RELAY_UNVERIFIED_BUDGET exhausted");
+static NOT_STORED: LogLimit = LogLimit::new("webhooks not stored: redis refused");
+
+/// Reports what the rate-limited warnings suppressed in the last minute.
+pub fn flush_logs() {
+    for l in [&NO_KEY, &BAD_SIGNATURE, &OVER_BUDGET, &NOT_STORED] {
+        l.flush();
+    }
+    handshake::flush_logs();
+}
 
 /// Seconds a sender is asked to wait before retrying while Redis cannot take entries.
 pub const RETRY_AFTER_SECS: &str = "5";
@@ -35,6 +51,10 @@ pub struct Ingest {
     metrics: Arc<ServerMetrics>,
     /// Set while the backlog is at the cap.
     backlog_full: Arc<AtomicBool>,
+    /// Bodies read before their signature can be checked share this.
+    unverified: Budget,
+    max_body: u64,
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl Ingest {
@@ -50,7 +70,50 @@ impl Ingest {
             store,
             metrics,
             backlog_full,
+            unverified: Budget::new(config.unverified_budget),
+            max_body: config.max_body,
+            trusted_proxies: config.trusted_proxies.clone(),
         }
+    }
+
+    /// A webhook POST from its head: a valid key reads it; a signature reads it within the
+    /// unverified budget; anything else is refused before a byte of the body is read.
+    fn admit_webhook(&self, head: &Head, remote: &str) -> Admission {
+        match self.auth.precheck(&head.headers) {
+            Ok(Admit::Key) => Admission::Read(None),
+            Ok(Admit::VerifyBody) => {
+                let bytes = match head.framing {
+                    Framing::Length(n) => n,
+                    _ => self.max_body, // chunked: as much as it may grow to
+                };
+                match self.unverified.try_reserve(bytes) {
+                    Some(r) => Admission::Read(Some(r)),
+                    None => {
+                        self.metrics.requests.inc("over_budget");
+                        OVER_BUDGET.warn(|| {
+                            format!(
+                                "refused {remote}: too many signed uploads being read at once (503)"
+                            )
+                        });
+                        Admission::Refuse(
+                            Response::error(503, "too many uploads being verified")
+                                .with_header("Retry-After", "1"),
+                        )
+                    }
+                }
+            }
+            Err(e) => Admission::Refuse(self.unauthenticated(e, remote)),
+        }
+    }
+
+    fn unauthenticated(&self, e: AuthError, remote: &str) -> Response {
+        self.metrics.requests.inc("unauthenticated");
+        let limit = match e {
+            AuthError::MissingCredentials => &NO_KEY,
+            AuthError::BadSignature => &BAD_SIGNATURE,
+        };
+        limit.warn(|| format!("refused {remote}: {} (401)", e.reason()));
+        Response::error(401, e.reason())
     }
 
     async fn ingest(&self, source: Option<&str>, req: Request) -> Response {
@@ -61,14 +124,9 @@ impl Ingest {
     }
 
     async fn store_webhook(&self, source: Option<&str>, req: Request) -> Response {
+        let remote = forwarded::remote(req.remote, &req.head.headers, &self.trusted_proxies);
         if let Err(e) = self.auth.authenticate(&req.head.headers, &req.body) {
-            log::debug!(
-                "unauthenticated remote={} reason={}",
-                req.remote,
-                e.reason()
-            );
-            self.metrics.requests.inc("unauthenticated");
-            return Response::error(401, e.reason());
+            return self.unauthenticated(e, &remote);
         }
         if self.backlog_full.load(Ordering::Relaxed) {
             self.metrics.requests.inc("backlog_full");
@@ -82,7 +140,7 @@ impl Ingest {
             method: req.head.method,
             path: req.head.target,
             source: source.unwrap_or_default().to_owned(),
-            remote: req.remote.to_string(),
+            remote,
             headers,
             body: req.body,
         };
@@ -100,15 +158,19 @@ impl Ingest {
 }
 
 impl http::Handler for Ingest {
-    fn check_head(&self, head: &Head) -> Option<Response> {
-        if head.method != "POST" || !matches!(route(head.path()), Route::Webhook(_)) {
-            return None;
+    /// Only webhook POSTs carry a body worth reading; every other request with one is
+    /// answered from its head.
+    fn admit(&self, head: &Head, peer: std::net::SocketAddr) -> Admission {
+        match (route(head.path()), head.method.as_str()) {
+            (Route::Webhook(_), "POST") => {
+                let remote = forwarded::remote(peer, &head.headers, &self.trusted_proxies);
+                self.admit_webhook(head, &remote)
+            }
+            (route, method) => {
+                self.metrics.requests.inc("other");
+                Admission::Refuse(without_body(route, method))
+            }
         }
-        let refusal = self.auth.precheck(&head.headers).err();
-        refusal.map(|e| {
-            self.metrics.requests.inc("unauthenticated");
-            Response::error(401, e.reason())
-        })
     }
 
     fn on_refused(&self, _status: u16) {
@@ -128,11 +190,21 @@ impl http::Handler for Ingest {
             (Route::Webhook(_), "GET" | "HEAD") => {
                 handshake::answer(self.verify_token.as_ref(), &req.head)
             }
-            (Route::Webhook(_), _) => Response::method_not_allowed("GET, HEAD, POST"),
             (Route::Health, "GET" | "HEAD") => crate::ops::health(&self.store).await,
-            (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
-            (Route::NotFound, _) => Response::error(404, "not found"),
+            (route, method) => without_body(route, method),
         }
+    }
+}
+
+/// The answer to a request that is not a webhook POST, health check or handshake.
+fn without_body(route: Route<'_>, method: &str) -> Response {
+    match (route, method) {
+        (Route::Webhook(_), "GET" | "HEAD") | (Route::Health, "GET" | "HEAD") => {
+            Response::error(400, "a GET carries no body")
+        }
+        (Route::Webhook(_), _) => Response::method_not_allowed("GET, HEAD, POST"),
+        (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
+        (Route::NotFound, _) => Response::error(404, "not found"),
     }
 }
 
@@ -157,7 +229,7 @@ fn valid_source(s: &str) -> bool {
 /// `503` with `Retry-After`: the sender keeps the webhook and tries again.
 fn unavailable(e: &StoreError, what: &str) -> Response {
     match e {
-        StoreError::Refused(_) => log::warn!("{what}: {}", Report(e)),
+        StoreError::Refused(_) => NOT_STORED.warn(|| format!("{what}: {}", Report(e))),
         _ => log::debug!("{what}: {}", Report(e)),
     }
     Response::error(503, "storage unavailable").with_header("Retry-After", RETRY_AFTER_SECS)

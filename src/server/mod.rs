@@ -8,10 +8,12 @@
 
 mod auth;
 mod backlog;
+mod forwarded;
 mod handshake;
 mod ingest;
 mod retention;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -21,10 +23,13 @@ use crate::config::ServerConfig;
 use crate::error::Fatal;
 use crate::http::{self, Limits};
 use crate::metrics::ServerMetrics;
+use crate::ops::access::Access;
 use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
 use crate::stream::Store;
 use ingest::Ingest;
+
+pub use forwarded::Cidr;
 
 /// The server role: its configuration, HTTP limits, store and metrics.
 pub struct Server {
@@ -59,12 +64,15 @@ impl Server {
         self.metrics.clone()
     }
 
-    /// The admin listener's handler for this role.
-    pub fn admin(&self) -> Admin {
-        Admin {
+    /// The admin listener's handler for this role (`None` when it has none).
+    pub fn admin(&self) -> Option<(SocketAddr, Admin)> {
+        let config = self.config.admin.as_ref()?;
+        let admin = Admin {
             role: Role::Server(self.metrics.clone()),
             store: self.store.clone(),
-        }
+            access: Access::new(config),
+        };
+        Some((config.listen, admin))
     }
 
     /// The store, for the start-up durability report.
@@ -95,8 +103,16 @@ impl Server {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        let logs = tokio::spawn(async {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                every.tick().await;
+                ingest::flush_logs();
+            }
+        });
         http::serve(listener, handler, self.limits, shutdown).await;
         watch.abort();
         trim.abort();
+        logs.abort();
     }
 }

@@ -3,8 +3,12 @@
 
 use redis::Value;
 
-/// Version of the record format, stored in field `v`.
+use crate::http::{FieldValue, Fields};
+
+/// Version of the record format, stored in field `v`: `1`; `2` when a header value is not
+/// UTF-8 (then that value is a JSON array of its bytes in `headers`). Readers take both.
 pub const RECORD_VERSION: &str = "1";
+const RECORD_VERSION_BYTES: &str = "2";
 
 /// One webhook as stored in the main stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,22 +22,42 @@ pub struct Record {
     pub source: String,
     /// Peer address as seen by the server.
     pub remote: String,
-    /// Header fields in arrival order, duplicates kept.
-    pub headers: Vec<(String, String)>,
+    /// Header fields in arrival order, duplicates kept, values byte-exact.
+    pub headers: Fields,
     /// The raw body bytes, after de-chunking.
     pub body: Vec<u8>,
 }
 
 impl Record {
-    /// The `headers` field: a JSON array of `[name, value]` pairs.
+    /// The `headers` field: a JSON array of `[name, value]` pairs; a value that is not UTF-8
+    /// is an array of its bytes.
     pub fn headers_json(&self) -> String {
-        serde_json::to_string(&self.headers).expect("string pairs always serialize")
+        let pairs: Vec<serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    FieldValue::Text(t) => serde_json::Value::from(t.as_str()),
+                    FieldValue::Bytes(b) => serde_json::Value::from(b.clone()),
+                };
+                serde_json::json!([name, value])
+            })
+            .collect();
+        serde_json::Value::Array(pairs).to_string()
+    }
+
+    /// The format version this record needs.
+    fn version(&self) -> &'static str {
+        match self.headers.iter().any(|(_, v)| v.as_str().is_none()) {
+            true => RECORD_VERSION_BYTES,
+            false => RECORD_VERSION,
+        }
     }
 
     /// Appends the record's field/value pairs to an `XADD`.
     pub fn write_fields(&self, cmd: &mut redis::Cmd) {
         cmd.arg("v")
-            .arg(RECORD_VERSION)
+            .arg(self.version())
             .arg("received_at")
             .arg(self.received_at)
             .arg("method")
@@ -63,7 +87,7 @@ impl Record {
             String::from_utf8(raw.to_vec()).map_err(|_| format!("field {name} is not UTF-8"))
         };
         match get("v") {
-            Some(b"1") => {}
+            Some(b"1" | b"2") => {}
             Some(other) => {
                 return Err(format!(
                     "unknown record version {:?}",
@@ -72,9 +96,8 @@ impl Record {
             }
             None => return Err("no record version".into()),
         }
-        let headers: Vec<(String, String)> =
-            serde_json::from_slice(get("headers").unwrap_or(b"[]"))
-                .map_err(|e| format!("field headers: {e}"))?;
+        let headers = parse_headers(get("headers").unwrap_or(b"[]"))
+            .map_err(|e| format!("field headers: {e}"))?;
         let method = text("method")?;
         if method.is_empty() {
             return Err("field method is empty".into());
@@ -89,6 +112,25 @@ impl Record {
             body: get("body").unwrap_or_default().to_vec(),
         })
     }
+}
+
+/// The `headers` field back into fields: `[name, "text"]` or `[name, [bytes…]]` pairs.
+fn parse_headers(raw: &[u8]) -> Result<Fields, String> {
+    let pairs: Vec<(String, serde_json::Value)> =
+        serde_json::from_slice(raw).map_err(|e| e.to_string())?;
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(t) => FieldValue::Text(t),
+                serde_json::Value::Array(_) => {
+                    FieldValue::Bytes(serde_json::from_value(value).map_err(|e| e.to_string())?)
+                }
+                _ => return Err(format!("value of {name} is neither text nor bytes")),
+            };
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// An entry read from a stream.
@@ -234,7 +276,11 @@ mod tests {
             path: "/webhook/x?y".into(),
             source: "x".into(),
             remote: "1.2.3.4:5".into(),
-            headers: vec![("A".into(), "1".into()), ("a".into(), "2".into())],
+            headers: vec![
+                ("A".into(), "1".into()),
+                ("a".into(), "2".into()),
+                ("X-Latin1".into(), FieldValue::Bytes(b"Caf\xe9".to_vec())),
+            ],
             body: b"\x00body".to_vec(),
         };
         let mut cmd = redis::cmd("XADD");
@@ -278,7 +324,8 @@ mod tests {
                 ("headers".to_owned(), h.to_vec()),
             ]
         };
-        assert!(Record::from_fields(&f(b"2", b"[]")).is_err());
+        assert!(Record::from_fields(&f(b"3", b"[]")).is_err());
+        assert!(Record::from_fields(&f(b"2", br#"[["X",{"a":1}]]"#)).is_err());
         assert!(Record::from_fields(&f(b"1", b"{")).is_err());
         assert!(Record::from_fields(&f(b"1", b"[]")).is_ok());
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crm_relay::http::{self, Head, Limits, Request, Response};
+use crm_relay::http::{self, Limits, Request, Response};
 use crm_relay::shutdown;
 
 use crate::support::*;
@@ -388,10 +388,6 @@ async fn connections_over_the_cap_get_503() {
 struct Panicky;
 
 impl http::Handler for Panicky {
-    fn check_head(&self, _: &Head) -> Option<Response> {
-        None
-    }
-
     async fn handle(&self, req: Request) -> Response {
         if req.head.path() == "/panic" {
             panic!("deliberate test panic");

@@ -6,6 +6,7 @@ mod chaos;
 mod client_delivery;
 mod client_process;
 mod delivery;
+mod edge;
 mod faults;
 mod http_framing;
 mod operate;

@@ -1,7 +1,6 @@
 //! The `crm-relay` binary as users run it: arguments, configuration errors, env files,
 //! logs without secrets, and SIGTERM.
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -100,22 +99,17 @@ fn a_port_in_use_is_a_runtime_failure() {
 async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
     let password = "redis-pw-7f3a9";
     let redis = Redis::start_with(&["--requirepass", password]).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let dir = TempDir::new("envfile");
     let env_file = dir.0.join("relay.env");
     std::fs::write(
         &env_file,
         format!(
-            "# test env file\nREDIS_URL=\"redis://:{password}@127.0.0.1:{}\"\nRELAY_API_KEYS={API_KEY}\nRELAY_LISTEN=127.0.0.1:{port}\nRELAY_STREAM=t:proc\nRUST_LOG=debug\n",
+            "# test env file\nREDIS_URL=\"redis://:{password}@127.0.0.1:{}\"\nRELAY_API_KEYS={API_KEY}\nRELAY_LISTEN=127.0.0.1:0\nRELAY_ADMIN_LISTEN=127.0.0.1:0\nRELAY_STREAM=t:proc\nRUST_LOG=debug\n",
             redis.port
         ),
     )
     .unwrap();
-    let mut child = relay_cmd()
+    let child = relay_cmd()
         .args(["--env-file", env_file.to_str().unwrap(), "server"])
         .env("RELAY_META_APP_SECRET", APP_SECRET)
         .env("RELAY_META_VERIFY_TOKEN", VERIFY_TOKEN)
@@ -124,13 +118,8 @@ async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            std::net::TcpStream::connect(addr).is_ok()
-        })
-        .await
-    );
+    let mut server = Proc::watched(child, "server");
+    let addr = server.lines.listening("RELAY_LISTEN").await;
 
     let (_, body, sig) = meta_fixtures().remove(0);
     let mut c = Conn::connect(addr).await;
@@ -140,13 +129,15 @@ async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
     c.send(&post("/webhook", &[("X-API-Key", API_KEY)], b"k"))
         .await;
     c.response().await.unwrap().id();
-    c.send(&post(
-        "/webhook",
-        &[("X-API-Key", &format!("{API_KEY}x"))],
-        b"k",
-    ))
-    .await;
-    assert_eq!(c.response().await.unwrap().status, 401);
+    let mut wrong = Conn::connect(addr).await; // a refusal ends its connection
+    wrong
+        .send(&post(
+            "/webhook",
+            &[("X-API-Key", &format!("{API_KEY}x"))],
+            b"k",
+        ))
+        .await;
+    assert_eq!(wrong.response().await.unwrap().status, 401);
     let hs = format!(
         "GET /webhook?hub.mode=subscribe&hub.challenge=9&hub.verify_token={VERIFY_TOKEN} HTTP/1.1\r\nHost: x\r\n\r\n"
     );
@@ -160,17 +151,14 @@ async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
     drop(c);
     assert_eq!(redis.xlen("t:proc"), 2);
 
-    signal(child.id(), "TERM");
-    let code = crate::support::process::wait_exit(&mut child, Duration::from_secs(10)).await;
+    signal(server.child.id(), "TERM");
+    let code = crate::support::process::wait_exit(&mut server.child, Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "exit 0 within 10 s of SIGTERM");
-    let mut log = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut log)
-        .unwrap();
-    assert!(log.contains("server starting"), "{log}");
+    let log = server.lines.rest(Duration::from_secs(5)).await;
+    assert!(
+        log.contains("server starting") && log.contains("stopped"),
+        "{log}"
+    );
     assert!(
         log.contains("request remote="),
         "debug request lines present: {log}"

@@ -35,7 +35,7 @@ pub const POOL_IDLE: Duration = Duration::from_secs(4);
 #[derive(Debug)]
 pub struct OutRequest<'a> {
     pub method: &'a str,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(String, crate::http::FieldValue)],
     pub body: &'a [u8],
 }
 

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::SendError;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::header_values;
+use crate::http::request::{FieldValue, Fields, header_values};
 
 /// Largest response head we read.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -23,7 +23,7 @@ pub const BODY_START: usize = 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: Fields,
     /// The first `BODY_START` bytes of the body.
     pub body_start: Vec<u8>,
     /// The app answered before the whole request was written.
@@ -77,7 +77,7 @@ pub async fn read<R: AsyncRead + Unpin>(
     }
 }
 
-type Head = (u16, u8, Vec<(String, String)>, usize);
+type Head = (u16, u8, Fields, usize);
 
 fn parse_head(buf: &[u8]) -> Result<Option<Head>, SendError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
@@ -90,12 +90,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, SendError> {
             let headers = resp
                 .headers
                 .iter()
-                .map(|h| {
-                    (
-                        h.name.to_owned(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
+                .map(|h| (h.name.to_owned(), FieldValue::from_bytes(h.value)))
                 .collect();
             Ok(Some((status, resp.version.unwrap_or(1), headers, used)))
         }

@@ -342,15 +342,26 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// A server configuration for tests: every credential set, a unique stream key.
 pub fn server_config(redis_url: &str, stream: &str) -> ServerConfig {
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("REDIS_URL", redis_url.to_owned()),
-        ("RELAY_STREAM", stream.to_owned()),
-        ("RELAY_API_KEYS", format!("other-key,{API_KEY}")),
-        ("RELAY_META_APP_SECRET", format!("old-secret,{APP_SECRET}")),
-        ("RELAY_META_VERIFY_TOKEN", VERIFY_TOKEN.to_owned()),
-        ("RELAY_LISTEN", "127.0.0.1:0".to_owned()),
-        ("RELAY_MAX_BODY", "64KiB".to_owned()),
+    server_config_with(redis_url, stream, &[])
+}
+
+/// `server_config` with `extra` variables on top.
+pub fn server_config_with(redis_url: &str, stream: &str, extra: &[(&str, &str)]) -> ServerConfig {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("REDIS_URL".into(), redis_url.to_owned()),
+        ("RELAY_STREAM".into(), stream.to_owned()),
+        ("RELAY_API_KEYS".into(), format!("other-key,{API_KEY}")),
+        (
+            "RELAY_META_APP_SECRET".into(),
+            format!("old-secret,{APP_SECRET}"),
+        ),
+        ("RELAY_META_VERIFY_TOKEN".into(), VERIFY_TOKEN.to_owned()),
+        ("RELAY_LISTEN".into(), "127.0.0.1:0".to_owned()),
+        ("RELAY_MAX_BODY".into(), "64KiB".to_owned()),
     ]);
+    for (k, v) in extra {
+        vars.insert(k.to_string(), v.to_string());
+    }
     ServerConfig::load(&|k| vars.get(k).cloned()).expect("valid test config")
 }
 
@@ -652,7 +663,11 @@ pub async fn start_admin(
     };
     let url = crm_relay::config::Secret::new(redis.url());
     let store = Arc::new(Store::new(&url, None, keys).expect("store"));
-    let admin = crm_relay::ops::admin::Admin { role, store };
+    let admin = crm_relay::ops::admin::Admin {
+        role,
+        store,
+        access: crm_relay::ops::access::Access::loopback(),
+    };
     let (trigger, shutdown) = shutdown::channel();
     std::mem::forget(trigger); // lives as long as the test process
     tokio::spawn(crm_relay::http::serve(

@@ -13,8 +13,11 @@ use tokio::sync::mpsc;
 
 static LOGS: AtomicUsize = AtomicUsize::new(0);
 
-/// The lines a child writes, as they come.
-pub struct Lines(mpsc::UnboundedReceiver<String>);
+/// The lines a child writes, as they come, and every line seen so far.
+pub struct Lines {
+    rx: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
 
 /// Reads `from` on a thread of its own until it ends.
 pub fn watch(from: impl Read + Send + 'static, name: &str) -> Lines {
@@ -33,7 +36,10 @@ pub fn watch(from: impl Read + Send + 'static, name: &str) -> Lines {
             let _ = tx.send(line); // the test may have stopped listening: keep draining
         }
     });
-    Lines(rx)
+    Lines {
+        rx,
+        seen: Vec::new(),
+    }
 }
 
 impl Lines {
@@ -44,8 +50,10 @@ impl Lines {
         limit: Duration,
         wanted: impl Fn(&str) -> bool,
     ) -> Option<String> {
+        let (rx, seen) = (&mut self.rx, &mut self.seen);
         let find = async {
-            while let Some(line) = self.0.recv().await {
+            while let Some(line) = rx.recv().await {
+                seen.push(line.clone());
                 if wanted(&line) {
                     return Some(line);
                 }
@@ -53,6 +61,13 @@ impl Lines {
             None
         };
         tokio::time::timeout(limit, find).await.ok().flatten()
+    }
+
+    /// Every line the child wrote, from its first until it closes its output (waiting up to
+    /// `limit` for that), as one text.
+    pub async fn rest(&mut self, limit: Duration) -> String {
+        let _ = self.until(limit, |_| false).await;
+        self.seen.join("\n")
     }
 
     /// The address of the relay's `listening on <addr> (<what>)` line.

@@ -38,6 +38,8 @@ pub struct Received {
     pub headers: Vec<(String, String)>,
     /// Empty when the sink answered early without reading it.
     pub body: Vec<u8>,
+    /// The request head as received, bytes exactly.
+    pub head: Vec<u8>,
     /// 0 for the first request on its connection, 1 for the next, …
     pub on_connection: usize,
 }
@@ -264,6 +266,7 @@ async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(usize, 
                     })
                     .collect(),
                 body: Vec::new(),
+                head: buf[..n].to_vec(),
                 on_connection: 0,
             };
             return Some((n, rec));
