@@ -9,12 +9,14 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# A real reverse proxy in front of the server (tests/integration/proxy.rs); about 3 s.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt_install "${need[@]}"
-  # Debian starts the packaged service; the tests start their own servers and need no other.
+  # Debian starts the packaged services; the tests start their own servers and need none.
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-  $sudo systemctl disable --now redis-server >/dev/null 2>&1 || true
+  $sudo systemctl disable --now redis-server nginx >/dev/null 2>&1 || true
 fi
 command -v rustfmt >/dev/null 2>&1 || rustup component add rustfmt
 cargo clippy --version >/dev/null 2>&1 || rustup component add clippy

@@ -103,7 +103,7 @@ impl ServerConfig {
         })?;
         let max_connections = parsed(get, "RELAY_MAX_CONNECTIONS", "10000", parse_count)?;
         let max_body = parsed(get, "RELAY_MAX_BODY", "4MiB", parse_size)?;
-        let unverified_budget = parsed(get, "RELAY_UNVERIFIED_BUDGET", "64MiB", parse_size)?;
+        let unverified_budget = parsed(get, "RELAY_UNVERIFIED_BUDGET", "16MiB", parse_size)?;
         if unverified_budget < max_body {
             return Err(ConfigError::new(
                 "RELAY_UNVERIFIED_BUDGET",

@@ -48,8 +48,9 @@ pub async fn serve_connection<H: Handler>(
     let mut conn = Conn {
         stream,
         remote,
-        buf: Vec::with_capacity(READ_CHUNK),
-        out: Vec::with_capacity(512),
+        // Allocated on the first read; given back while the connection idles.
+        buf: Vec::new(),
+        out: Vec::new(),
         limits,
         shutdown,
     };
@@ -99,7 +100,9 @@ impl Conn {
         let _ = self.stream.shutdown().await;
         let deadline = Deadline::now() + self.limits.linger_time;
         let mut drained = std::mem::take(&mut self.buf).len() as u64;
-        let mut chunk = [0u8; 8192];
+        // On the heap and only here: a buffer in every connection's state would cost each
+        // connection its size, lingering or not.
+        let mut chunk = vec![0u8; 8192];
         while drained <= self.limits.linger_bytes {
             match timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(Ok(n)) if n > 0 => drained += n as u64,
@@ -152,6 +155,9 @@ impl Conn {
     /// shutdown), then up to the header timeout for the whole head.
     async fn read_head(&mut self) -> Result<Head, Stop> {
         if self.buf.is_empty() {
+            // An idle keep-alive connection holds no buffer (a body's worth, after a large
+            // request) while it waits.
+            self.buf = Vec::new();
             let idle = self.limits.idle_timeout;
             let mut shutdown = self.shutdown.clone();
             tokio::select! {
@@ -179,6 +185,10 @@ impl Conn {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
                 let n = usize::try_from(n).map_err(|_| RequestError::BodyTooLarge)?;
+                // One allocation of the announced size (plus a read's worth), not a buffer
+                // that doubles its way there: memory is what the budget says it is.
+                self.buf
+                    .reserve_exact((n + READ_CHUNK).saturating_sub(self.buf.len()));
                 while self.buf.len() < n {
                     self.fill_until(deadline, "body read timeout").await?;
                 }

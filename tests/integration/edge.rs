@@ -281,3 +281,118 @@ async fn a_large_webhook_to_a_distant_redis_is_stored_once_and_answered_200() {
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     assert_eq!(redis.xlen("e:far"), 1);
 }
+
+/// A process's peak resident memory (`VmHWM`) in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Item 1's target: many connections uploading 4 MiB each without valid credentials (half
+/// with no key, half with a made-up signature) keep the server's memory small, while
+/// webhooks with a valid key still get 200. Prints the peak RSS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_uploads_keep_memory_small_and_keyed_webhooks_pass() {
+    const CONNECTIONS: usize = 1000;
+    let redis = Redis::start().await;
+    let (server, addr) = server_process_with(
+        &redis,
+        "e:flood",
+        &[
+            ("RELAY_MAX_BODY", "4MiB"),
+            ("RELAY_META_APP_SECRET", APP_SECRET),
+        ],
+    )
+    .await;
+    let before = peak_rss_kib(server.child.id());
+    let body = std::sync::Arc::new(vec![b'f'; 4 * MIB]);
+    let mut uploads = tokio::task::JoinSet::new();
+    for i in 0..CONNECTIONS {
+        let body = body.clone();
+        uploads.spawn(async move {
+            let Ok(mut c) = TcpStream::connect(addr).await else {
+                return 0;
+            };
+            let creds: &[(&str, &str)] = match i % 2 {
+                0 => &[],
+                _ => &[("X-Hub-Signature-256", "sha256=0000")],
+            };
+            let _ = c
+                .write_all(&head("/webhook/flood", creds, body.len()))
+                .await;
+            let _ = c.write_all(&body).await;
+            status_of(&mut c).await.unwrap_or(0)
+        });
+    }
+    // Meanwhile, webhooks with a valid key.
+    let mut keyed = 0;
+    for i in 0..20 {
+        let raw = post(
+            "/webhook",
+            &[("X-API-Key", API_KEY)],
+            format!("keyed-{i}").as_bytes(),
+        );
+        let mut c = Conn::connect(addr).await;
+        c.send(&raw).await;
+        if c.response().await.is_some_and(|r| r.status == 200) {
+            keyed += 1;
+        }
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(s) = uploads.join_next().await {
+        *statuses.entry(s.unwrap()).or_insert(0) += 1;
+    }
+    let peak = peak_rss_kib(server.child.id());
+    eprintln!(
+        "{CONNECTIONS} uploads of 4 MiB without valid credentials: answers {statuses:?}; server peak RSS {} KiB (before: {before} KiB); {keyed}/20 keyed webhooks stored",
+        peak
+    );
+    assert_eq!(keyed, 20, "keyed webhooks kept getting 200");
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+    assert!(
+        statuses.keys().all(|s| [401, 503].contains(s)),
+        "only refusals: {statuses:?}"
+    );
+    assert_eq!(redis.xlen("e:flood"), 20);
+}
+
+/// Item 8: nobody can flood the log. 200 refused senders and 200 failed handshakes write
+/// a handful of warnings, not one each (the rest are summed up a minute later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_are_logged_a_few_times_not_each_time() {
+    let redis = Redis::start().await;
+    let (mut server, addr) = server_process_with(
+        &redis,
+        "e:noise",
+        &[("RELAY_META_VERIFY_TOKEN", VERIFY_TOKEN)],
+    )
+    .await;
+    for _ in 0..200 {
+        let mut c = Conn::connect(addr).await;
+        c.send(&post("/webhook", &[("X-API-Key", "nope")], b"x"))
+            .await;
+        assert_eq!(c.response().await.unwrap().status, 401);
+        let hs = "GET /webhook?hub.mode=subscribe&hub.challenge=1&hub.verify_token=nope HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(Conn::request_once(addr, hs.as_bytes()).await.status, 403);
+    }
+    signal(server.child.id(), "TERM");
+    let log = server.lines.rest(Duration::from_secs(10)).await;
+    let count = |what: &str| {
+        log.lines()
+            .filter(|l| l.contains("WARN") && l.contains(what))
+            .count()
+    };
+    let (refused, handshakes) = (
+        count("missing or invalid API key"),
+        count("handshake refused"),
+    );
+    eprintln!(
+        "warnings for 200 refused senders: {refused}; for 200 failed handshakes: {handshakes}"
+    );
+    assert!((1..=5).contains(&refused), "{refused} warnings:\n{log}");
+    assert!((1..=5).contains(&handshakes), "{handshakes} warnings");
+}

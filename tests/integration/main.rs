@@ -10,6 +10,7 @@ mod edge;
 mod faults;
 mod http_framing;
 mod operate;
+mod proxy;
 mod server_faults;
 mod server_ingest;
 mod server_process;

@@ -480,6 +480,13 @@ impl Conn {
         }
     }
 
+    /// One request on a fresh connection; its answer.
+    pub async fn request_once(addr: SocketAddr, raw: &[u8]) -> Resp {
+        let mut c = Conn::connect(addr).await;
+        c.send(raw).await;
+        c.response().await.expect("an answer")
+    }
+
     pub async fn send(&mut self, raw: &[u8]) {
         self.stream.write_all(raw).await.expect("send");
     }
@@ -732,6 +739,15 @@ fn child_log_level() -> String {
 
 /// The server binary, on a port it picks and reports: (process, public address).
 pub async fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
+    server_process_with(redis, stream, &[]).await
+}
+
+/// `server_process` with `extra` variables.
+pub async fn server_process_with(
+    redis: &Redis,
+    stream: &str,
+    extra: &[(&str, &str)],
+) -> (Proc, SocketAddr) {
     let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
         .arg("server")
         .env_clear()
@@ -741,6 +757,7 @@ pub async fn server_process(redis: &Redis, stream: &str) -> (Proc, SocketAddr) {
         .env("RELAY_ADMIN_LISTEN", "")
         .env("RELAY_API_KEYS", API_KEY)
         .env("RUST_LOG", child_log_level())
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
