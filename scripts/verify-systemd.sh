@@ -16,8 +16,10 @@ if [ ! -x "$bin" ]; then
   bin=$(pwd)/target/release/crm-relay
 fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+# The tunnel unit's ssh may be missing where this runs: verify the unit, not the machine.
+ssh_bin=/usr/bin/ssh; [ -x "$ssh_bin" ] || ssh_bin=/bin/true
 for unit in deploy/*.service; do
-  sed "s#/usr/local/bin/crm-relay#$bin#g" "$unit" >"$work/$(basename "$unit")"
+  sed -e "s#/usr/local/bin/crm-relay#$bin#g" -e "s#/usr/bin/ssh#$ssh_bin#g" "$unit" >"$work/$(basename "$unit")"
 done
 # systemd-analyze reports some mistakes (an unknown Restart= value, say) only as warnings
 # with exit code 0: any output at all counts as a problem.

@@ -11,10 +11,18 @@ use crate::stream::StreamId;
 pub enum Command {
     Server,
     Client,
-    Check,
+    /// `check [server|client]`: one role's whole configuration, or every role it can see.
+    Check(Option<Role>),
     Dlq(DlqCommand),
     Help,
     Version,
+}
+
+/// A role, for `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Client,
 }
 
 /// `crm-relay dlq …`.
@@ -43,8 +51,10 @@ Usage: crm-relay [--env-file PATH] COMMAND
 Commands:
   server                    run the public receiver: authenticate webhooks, store them in Redis
   client                    run the forwarder: deliver stored webhooks to RELAY_TARGET_URL
-  check                     validate the configuration, connect to Redis, report its
-                            durability settings; exit 0 when usable, 1 when not
+  check [server|client]     validate a role's whole configuration (default: every role
+                            configured), connect to Redis and report its durability
+                            settings and the user's permissions, probe the client's
+                            target; exit 0 when usable, 1 when not
   dlq list [--limit N]      dead-lettered webhooks, newest first (default 50)
   dlq show ID               one dead-lettered webhook: headers and body
   dlq replay ID...|--all    put dead-lettered webhooks back on the main stream
@@ -90,7 +100,12 @@ fn parse_words(args: &[String]) -> Result<Invocation, String> {
     let command = match *first {
         "server" => bare(Command::Server, rest)?,
         "client" => bare(Command::Client, rest)?,
-        "check" => bare(Command::Check, rest)?,
+        "check" => match rest {
+            [] => Command::Check(None),
+            ["server"] => Command::Check(Some(Role::Server)),
+            ["client"] => Command::Check(Some(Role::Client)),
+            _ => return Err("usage: check [server|client]".into()),
+        },
         "help" | "--help" | "-h" => bare(Command::Help, rest)?,
         "version" | "--version" | "-V" => bare(Command::Version, rest)?,
         "dlq" => Command::Dlq(dlq(rest)?),
@@ -159,6 +174,11 @@ mod tests {
         assert_eq!(p(&["server"]).unwrap().command, Command::Server);
         assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
         assert_eq!(p(&["help"]).unwrap().command, Command::Help);
+        assert_eq!(p(&["check"]).unwrap().command, Command::Check(None));
+        assert_eq!(
+            p(&["check", "client"]).unwrap().command,
+            Command::Check(Some(Role::Client))
+        );
         let inv = p(&["--env-file", "/etc/r.env", "server"]).unwrap();
         assert_eq!(inv.env_file, Some(PathBuf::from("/etc/r.env")));
         let inv = p(&["server", "--env-file=x.env"]).unwrap();
@@ -199,6 +219,7 @@ mod tests {
             &["dlq", "purge", "--all", "1-0"],
             &["dlq", "nuke"],
             &["check", "x"],
+            &["check", "server", "client"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

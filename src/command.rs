@@ -29,6 +29,11 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
             error,
         })?,
     };
+    // A typo in a variable's name is an error, not a setting silently ignored.
+    let env_names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    crate::config::names::check(env_names.iter().chain(file_vars.keys()).map(String::as_str))?;
     // A variable set in the environment wins over the file.
     let lookup = move |name: &str| {
         std::env::var(name)
@@ -46,7 +51,10 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
         }
         Command::Server => server(&lookup),
         Command::Client => client(&lookup),
-        Command::Check => check(&lookup),
+        Command::Check(role) => {
+            let usable = runtime()?.block_on(crate::ops::check::run(&lookup, *role))?;
+            usable.then_some(()).ok_or(Fatal::Reported)
+        }
         Command::Dlq(cmd) => dlq_command(&lookup, cmd),
     }
 }
@@ -148,44 +156,6 @@ fn client(get: Lookup) -> Result<(), Fatal> {
         log::info!("client stopped");
         Ok(())
     })
-}
-
-/// `crm-relay check`: configuration of every role it can see, then Redis.
-fn check(get: Lookup) -> Result<(), Fatal> {
-    let common = CommonConfig::load(get)?;
-    let has = |name: &str| get(name).is_some_and(|v| !v.trim().is_empty());
-    if has("RELAY_API_KEYS") || has("RELAY_META_APP_SECRET") {
-        let c = ServerConfig::load(get)?;
-        println!("ok: server configuration: {}", c.summary());
-    }
-    if has("RELAY_TARGET_URL") {
-        let c = ClientConfig::load(get)?;
-        println!("ok: client configuration: {}", c.summary());
-    }
-    let findings = runtime()?.block_on(async {
-        match Store::from_config(&common) {
-            Ok(store) => durability::inspect(&store).await,
-            Err(e) => vec![durability::Finding {
-                level: Level::Fail,
-                text: format!("cannot use redis: {}", Report(&e)),
-            }],
-        }
-    });
-    println!("redis: {}", common.redis_display());
-    let mut usable = true;
-    for f in &findings {
-        let tag = match f.level {
-            Level::Ok => "ok",
-            Level::Warn => "warning",
-            Level::Fail => {
-                usable = false;
-                "error"
-            }
-        };
-        println!("{tag}: {}", f.text);
-    }
-    println!("{}", if usable { "usable" } else { "NOT usable" });
-    usable.then_some(()).ok_or(Fatal::Reported)
 }
 
 /// `crm-relay dlq …`.

@@ -1,4 +1,7 @@
-//! `--env-file`: `KEY=VALUE` lines, `#` comments, optional `export` and quotes.
+//! `--env-file`: `KEY=VALUE` lines, `#` comments on their own lines, optional quotes. Written
+//! to mean the same under systemd's `EnvironmentFile=` (which is not a shell): an inline
+//! ` # comment` (systemd keeps it in the value) and an `export ` prefix (systemd ignores the
+//! line) are refused with the line number rather than read differently.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,7 +45,12 @@ pub fn parse(text: &str) -> Result<HashMap<String, String>, EnvFileError> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let line = line.strip_prefix("export ").unwrap_or(line);
+        if line.starts_with("export ") {
+            return Err(at(
+                i,
+                "'export ' is not allowed: systemd's EnvironmentFile= ignores such lines; write KEY=VALUE",
+            ));
+        }
         let Some((key, value)) = line.split_once('=') else {
             return Err(at(i, "expected KEY=VALUE"));
         };
@@ -50,24 +58,29 @@ pub fn parse(text: &str) -> Result<HashMap<String, String>, EnvFileError> {
         if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(at(i, "invalid variable name"));
         }
-        let value = unquote(value.trim()).ok_or_else(|| at(i, "unbalanced quote"))?;
+        let value = unquote(value.trim()).map_err(|problem| at(i, problem))?;
         vars.insert(key.to_owned(), value);
     }
     Ok(vars)
 }
 
-/// Strips one pair of matching quotes; an unquoted value loses a trailing ` # comment`.
-fn unquote(v: &str) -> Option<String> {
+/// Strips one pair of matching quotes. An unquoted value with ` #` is refused: systemd would
+/// keep the comment as part of the value, and a key would silently stop matching.
+fn unquote(v: &str) -> Result<String, &'static str> {
     for q in ['"', '\''] {
         if let Some(inner) = v.strip_prefix(q) {
-            return inner.strip_suffix(q).map(str::to_owned);
+            return inner
+                .strip_suffix(q)
+                .map(str::to_owned)
+                .ok_or("unbalanced quote");
         }
     }
-    let v = match v.find(" #") {
-        Some(i) => v[..i].trim_end(),
-        None => v,
-    };
-    Some(v.to_owned())
+    if v.contains(" #") || v.contains("\t#") {
+        return Err(
+            "an inline '# comment' would be part of the value under systemd's EnvironmentFile=: put it on a line of its own, or quote the value",
+        );
+    }
+    Ok(v.to_owned())
 }
 
 #[cfg(test)]
@@ -75,15 +88,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_comments_quotes_and_export() {
-        let vars = parse("# comment\n\nA=1\nexport B = two \nC=\"x # y\"\nD='q'\nE=v # note\nF=\n")
-            .unwrap();
+    fn parses_comments_and_quotes() {
+        let vars = parse("# comment\n\nA=1\n  B = two \nC=\"x # y\"\nD='q'\nE=v#w\nF=\n").unwrap();
         assert_eq!(vars["A"], "1");
         assert_eq!(vars["B"], "two");
         assert_eq!(vars["C"], "x # y");
         assert_eq!(vars["D"], "q");
-        assert_eq!(vars["E"], "v");
+        assert_eq!(vars["E"], "v#w", "no space: systemd keeps it too");
         assert_eq!(vars["F"], "");
+    }
+
+    #[test]
+    fn what_systemd_reads_differently_is_refused_with_the_line() {
+        let err = parse("A=1\nRELAY_API_KEYS=mykey # prod\n").unwrap_err();
+        assert!(
+            err.to_string().starts_with("line 2: an inline '# comment'"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("mykey"));
+        let err = parse("\nexport RELAY_LISTEN=127.0.0.1:8080\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 2: 'export ' is not allowed"),
+            "{err}"
+        );
     }
 
     #[test]

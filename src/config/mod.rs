@@ -3,6 +3,7 @@
 
 mod client;
 pub mod envfile;
+pub mod names;
 mod value;
 
 use std::net::SocketAddr;

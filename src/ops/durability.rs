@@ -26,8 +26,10 @@ fn f(level: Level, text: impl Into<String>) -> Finding {
     }
 }
 
-/// Oldest Redis with everything the relay uses (`XAUTOCLAIM`, `XADD … MINID`).
-const MIN_VERSION: (u32, u32) = (6, 2);
+/// Oldest Redis with everything the relay uses: `XAUTOCLAIM`, `XADD … MINID`, and the
+/// consumer group `lag` of `XINFO GROUPS` (7.0), without which the backlog would count
+/// delivered entries and the backlog cap would refuse webhooks on a healthy relay.
+const MIN_VERSION: (u32, u32) = (7, 0);
 
 /// Connects and inspects version and persistence settings.
 pub async fn inspect(store: &Store) -> Vec<Finding> {
@@ -45,6 +47,43 @@ pub async fn inspect(store: &Store) -> Vec<Finding> {
             Level::Warn,
             "CONFIG GET is not allowed (managed Redis?): make sure persistence is AOF with appendfsync everysec or always, and maxmemory-policy is noeviction, in your provider's settings",
         )),
+    }
+    out
+}
+
+/// Whether the Redis user may run what the roles need; a missing permission is named.
+pub async fn permissions(store: &Store, server: bool, client: bool) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (role, needed, wanted) in [
+        ("server", crate::stream::SERVER_COMMANDS, server),
+        ("client", crate::stream::CLIENT_COMMANDS, client),
+    ] {
+        if !wanted {
+            continue;
+        }
+        match store.denied(needed).await {
+            Ok(denied) if denied.is_empty() => out.push(f(
+                Level::Ok,
+                format!("the redis user may run every command the {role} needs"),
+            )),
+            Ok(denied) => out.push(f(
+                Level::Fail,
+                format!(
+                    "the redis user may not run {} on {}: the {role} needs them (ACL SETUSER … +{})",
+                    denied.join(", "),
+                    store.stream(),
+                    denied
+                        .iter()
+                        .map(|d| d.to_ascii_lowercase().replace(' ', "|"))
+                        .collect::<Vec<_>>()
+                        .join(" +")
+                ),
+            )),
+            Err(e) => out.push(f(
+                Level::Fail,
+                format!("cannot check permissions: {}", crate::error::Report(&e)),
+            )),
+        }
     }
     out
 }
@@ -77,7 +116,7 @@ fn version_finding(version: &str) -> Finding {
         f(
             Level::Fail,
             format!(
-                "redis {version} is older than 6.2: XAUTOCLAIM and XADD MINID are missing; upgrade Redis"
+                "redis {version} is older than 7.0: the backlog cap needs XINFO GROUPS 'lag' (7.0); upgrade Redis"
             ),
         )
     } else {
@@ -167,7 +206,8 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(version_finding("7.0.15").level, Level::Ok);
-        assert_eq!(version_finding("6.2.0").level, Level::Ok);
+        assert_eq!(version_finding("7.2.4").level, Level::Ok);
+        assert_eq!(version_finding("6.2.0").level, Level::Fail);
         assert_eq!(version_finding("6.0.9").level, Level::Fail);
         assert_eq!(version_finding("5.0.7").level, Level::Fail);
     }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod admin;
+pub(crate) mod check;
 pub(crate) mod dlq;
 pub(crate) mod durability;
 

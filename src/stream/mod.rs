@@ -10,6 +10,7 @@ use redis::{AsyncConnectionConfig, Client};
 
 use crate::config::Secret;
 
+mod acl;
 mod attempts;
 mod dlq;
 mod error;
@@ -21,6 +22,7 @@ mod pending;
 mod reader;
 mod record;
 
+pub use acl::{CLIENT as CLIENT_COMMANDS, SERVER as SERVER_COMMANDS};
 pub use attempts::Stored;
 pub use error::StoreError;
 pub use group::{DeadLettered, GroupInfo};

@@ -458,3 +458,42 @@ async fn check_reports_risky_redis_settings_with_their_fixes() {
     assert_eq!(code, 2);
     assert!(err.contains("RELAY_TARGET_URL"));
 }
+
+/// `check server|client` names a permission the Redis user lacks (least-privilege ACL
+/// users), and probes the client's target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_missing_permissions_and_unreachable_targets() {
+    let redis =
+        Redis::start_with(&["--user", "srv", "on", ">pw", "~relay:*", "+@all", "-xadd"]).await;
+    let url = format!("redis://srv:pw@127.0.0.1:{}", redis.port);
+    let (code, out, _) = run_relay(
+        &["check", "server"],
+        &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("may not run XADD on relay:{webhooks}") && out.contains("+xadd"),
+        "{out}"
+    );
+    // The client's permissions are all there; its target is not.
+    let (code, out, _) = run_relay(
+        &["check", "client"],
+        &[
+            ("REDIS_URL", &url),
+            ("RELAY_TARGET_URL", "http://127.0.0.1:1/in"),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("may run every command the client needs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("target http://127.0.0.1:1/in: connection refused"),
+        "{out}"
+    );
+    // A role's whole configuration is required when it is named.
+    let (code, _, err) = run_relay(&["check", "client"], &[("REDIS_URL", &url)]);
+    assert_eq!(code, 2);
+    assert!(err.contains("RELAY_TARGET_URL"), "{err}");
+}

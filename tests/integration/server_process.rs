@@ -170,3 +170,41 @@ async fn secrets_never_reach_trace_logs_and_sigterm_exits_0() {
         );
     }
 }
+
+/// The env file means what systemd's EnvironmentFile= reads, and a typo is an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_that_cannot_lie() {
+    let dir = TempDir::new("envlie");
+    let file = dir.0.join("relay.env");
+    for (text, line, what) in [
+        (
+            "RELAY_API_KEYS=mykey # prod\n",
+            "line 1",
+            "inline '# comment'",
+        ),
+        (
+            "# listen\nexport RELAY_LISTEN=127.0.0.1:1\n",
+            "line 2",
+            "'export '",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (code, _, err) = run_relay(&["--env-file", file.to_str().unwrap(), "check"], &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains(line) && err.contains(what), "{err}");
+        assert!(!err.contains("mykey"), "{err}");
+    }
+    std::fs::write(&file, "RELAY_API_KEYS=k\nRELAY_LISTN=127.0.0.1:1\n").unwrap();
+    let (code, _, err) = run_relay(&["--env-file", file.to_str().unwrap(), "server"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("RELAY_LISTN: unknown variable; did you mean RELAY_LISTEN?"),
+        "{err}"
+    );
+    let (code, _, err) = run_relay(
+        &["server"],
+        &[("RELAY_API_KEYS", "k"), ("RELAY_CONCURENCY", "4")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("did you mean RELAY_CONCURRENCY?"), "{err}");
+}

@@ -129,6 +129,15 @@ impl Client {
         &self.target
     }
 
+    /// Connects (and completes the TLS handshake), within the client's deadline: whether a
+    /// request could be sent now.
+    pub async fn probe(&self) -> Result<(), SendError> {
+        match tokio::time::timeout(self.timeout, self.connector.connect()).await {
+            Ok(conn) => conn.map(drop),
+            Err(_) => Err(SendError::Timeout(self.timeout)),
+        }
+    }
+
     /// Sends `req` and reads the answer, all within the client's deadline.
     pub async fn send(&self, req: &OutRequest<'_>) -> Result<Answer, SendError> {
         let mut wire = Vec::with_capacity(req.body.len() + 512);

@@ -1,0 +1,87 @@
+//! `crm-relay check [server|client]`: a role's whole configuration, then what it will meet:
+//! Redis (reachable, durable, new enough, the user's permissions) and, for the client, its
+//! target (reachable, its TLS certificate trusted). Prints one line per finding.
+
+use crate::cli::Role;
+use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig};
+use crate::error::{ConfigError, Report};
+use crate::http::client::{Client, Endpoint};
+use crate::ops::durability::{self, Finding, Level};
+use crate::stream::Store;
+
+/// Checks, prints, and says whether everything found is usable. `Err` for an invalid
+/// configuration (exit 2).
+pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigError> {
+    let common = CommonConfig::load(get)?;
+    let has = |name: &str| get(name).is_some_and(|v| !v.trim().is_empty());
+    let server = match role {
+        Some(Role::Server) => true,
+        Some(Role::Client) => false,
+        None => has("RELAY_API_KEYS") || has("RELAY_META_APP_SECRET"),
+    };
+    let client = match role {
+        Some(Role::Client) => true,
+        Some(Role::Server) => false,
+        None => has("RELAY_TARGET_URL"),
+    };
+    let mut findings = Vec::new();
+    if server {
+        let c = ServerConfig::load(get)?;
+        println!("ok: server configuration: {}", c.summary());
+    }
+    let client_config = match client {
+        true => Some(ClientConfig::load(get)?),
+        false => None,
+    };
+    if let Some(c) = &client_config {
+        println!("ok: client configuration: {}", c.summary());
+    }
+    println!("redis: {}", common.redis_display());
+    match Store::from_config(&common) {
+        Ok(store) => {
+            findings.extend(durability::inspect(&store).await);
+            findings.extend(durability::permissions(&store, server, client).await);
+        }
+        Err(e) => findings.push(Finding {
+            level: Level::Fail,
+            text: format!("cannot use redis: {}", Report(&e)),
+        }),
+    }
+    if let Some(c) = &client_config {
+        findings.push(probe("target", &c.target, c.forward_timeout).await);
+        if let Some(health) = &c.health {
+            findings.push(probe("health URL", health, c.forward_timeout).await);
+        }
+    }
+    let mut usable = true;
+    for f in &findings {
+        let tag = match f.level {
+            Level::Ok => "ok",
+            Level::Warn => "warning",
+            Level::Fail => {
+                usable = false;
+                "error"
+            }
+        };
+        println!("{tag}: {}", f.text);
+    }
+    println!("{}", if usable { "usable" } else { "NOT usable" });
+    Ok(usable)
+}
+
+/// Connects to `endpoint` (and completes the TLS handshake): reachable and trusted, or why
+/// not, in the words a delivery would log.
+async fn probe(what: &str, endpoint: &Endpoint, timeout: std::time::Duration) -> Finding {
+    let url = endpoint.target().display();
+    let client = Client::new(endpoint.clone(), timeout, 0);
+    match client.probe().await {
+        Ok(()) => Finding {
+            level: Level::Ok,
+            text: format!("{what} {url} reachable"),
+        },
+        Err(e) => Finding {
+            level: Level::Fail,
+            text: format!("{what} {url}: {e}"),
+        },
+    }
+}
