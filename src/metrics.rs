@@ -98,16 +98,70 @@ impl<const N: usize> Counters<N> {
     }
 }
 
+/// Counts per webhook source, for a bounded set of sources: the first `MAX_SOURCES` seen get a
+/// series each, any further ones share `source="(other)"` (sources come from URLs, and a
+/// metric's label set must not grow without bound).
+#[derive(Default)]
+pub struct Sources(std::sync::Mutex<Vec<(String, u64)>>);
+
+/// Distinct `source` label values per counter.
+const MAX_SOURCES: usize = 50;
+
+impl Sources {
+    pub fn inc(&self, source: &str) {
+        let source = if source.is_empty() { "(none)" } else { source };
+        let mut all = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = all.iter_mut().find(|(s, _)| s == source) {
+            e.1 += 1;
+        } else if all.len() < MAX_SOURCES {
+            all.push((source.to_owned(), 1));
+        } else if let Some(e) = all.iter_mut().find(|(s, _)| s == "(other)") {
+            e.1 += 1;
+        } else {
+            all.push(("(other)".to_owned(), 1));
+        }
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (source, n) in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "{name}{{source=\"{}\"}} {n}", label(source));
+        }
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped (Prometheus text format).
+pub fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `relay_build_info{version="…"} 1`.
+pub fn build_info(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP relay_build_info The running version.\n# TYPE relay_build_info gauge\nrelay_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+}
+
 /// The server's metrics.
 pub struct ServerMetrics {
     /// `relay_requests_total{outcome}`.
     pub requests: Counters<7>,
-    /// `relay_ingest_seconds`: from a complete request to the answer of a webhook POST.
+    /// `relay_ingest_seconds`: from a webhook POST's complete head (reading its body
+    /// included) to its answer.
     pub ingest: Histogram,
+    /// `relay_webhooks_total{source}`: webhooks stored, per source.
+    pub stored_by_source: Sources,
     /// `relay_retention_runs_total`: completed retention passes.
     pub retention_runs: Counter,
     /// `relay_trimmed_total`: delivered entries removed by retention.
     pub trimmed: Counter,
+    /// `relay_unverified_bytes`: bytes of `RELAY_UNVERIFIED_BUDGET` reserved now by signed
+    /// bodies being read.
+    pub unverified_bytes: std::sync::Arc<AtomicU64>,
 }
 
 impl Default for ServerMetrics {
@@ -123,8 +177,10 @@ impl Default for ServerMetrics {
                 "other",
             ]),
             ingest: Histogram::new(&TIME_BUCKETS),
+            stored_by_source: Sources::default(),
             retention_runs: Counter::default(),
             trimmed: Counter::default(),
+            unverified_bytes: Default::default(),
         }
     }
 }
@@ -138,9 +194,11 @@ impl ServerMetrics {
         );
         self.ingest.render(
             "relay_ingest_seconds",
-            "Time from a complete webhook request to its answer.",
+            "Time from a webhook's complete head, through reading its body, to its answer.",
             out,
         );
+        self.stored_by_source
+            .render("relay_webhooks_total", "Webhooks stored, per source.", out);
         self.retention_runs.render(
             "relay_retention_runs_total",
             "Completed retention passes.",
@@ -150,6 +208,12 @@ impl ServerMetrics {
             "relay_trimmed_total",
             "Delivered entries removed by retention.",
             out,
+        );
+        gauge(
+            out,
+            "relay_unverified_bytes",
+            "Bytes of RELAY_UNVERIFIED_BUDGET reserved by signed bodies being read.",
+            self.unverified_bytes.load(Ordering::Relaxed),
         );
     }
 }
@@ -188,6 +252,8 @@ pub struct ClientMetrics {
     pub uncounted: Counter,
     /// `relay_held`: webhooks this client holds (in flight, ready, or waiting for a retry).
     pub held: AtomicU64,
+    /// `relay_delivered_total{source}`: webhooks delivered, per source.
+    pub delivered_by_source: Sources,
     /// `relay_delivery_seconds`: one attempt, request to response.
     pub delivery: Histogram,
     /// `relay_end_to_end_seconds`: from `received_at` to the target's 2xx.
@@ -202,6 +268,7 @@ impl Default for ClientMetrics {
             deliveries: Counters::new(["delivered", "retried", "throttled", "dead_lettered"]),
             uncounted: Counter::default(),
             held: AtomicU64::new(0),
+            delivered_by_source: Sources::default(),
             delivery: Histogram::new(&TIME_BUCKETS),
             end_to_end: Histogram::new(&E2E_BUCKETS),
             breaker_open: AtomicBool::new(false),
@@ -224,6 +291,11 @@ impl ClientMetrics {
         self.end_to_end.render(
             "relay_end_to_end_seconds",
             "Time from the server receiving a webhook to its delivery.",
+            out,
+        );
+        self.delivered_by_source.render(
+            "relay_delivered_total",
+            "Webhooks delivered, per source.",
             out,
         );
         self.uncounted.render(

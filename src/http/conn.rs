@@ -135,6 +135,7 @@ impl Conn {
             head,
             body,
             remote: self.remote,
+            started,
         };
         let mut resp = handler.handle(request).await;
         drop(reserved);

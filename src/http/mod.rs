@@ -34,6 +34,8 @@ pub struct Request {
     pub head: Head,
     pub body: Vec<u8>,
     pub remote: SocketAddr,
+    /// When the head was complete: reading the body is part of serving the request.
+    pub started: std::time::Instant,
 }
 
 /// What a handler decides from a head, before any byte of the body is read.

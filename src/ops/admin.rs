@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::access::Access;
 use crate::http::{self, Admission, Head, Request, Response};
-use crate::metrics::{ClientMetrics, ServerMetrics, gauge};
+use crate::metrics::{ClientMetrics, ServerMetrics};
 use crate::ops::dlq::{self, Selection};
 use crate::stream::{Store, StoreError};
 
@@ -63,60 +63,22 @@ impl http::Handler for Admin {
 impl Admin {
     async fn metrics(&self) -> Response {
         let mut out = String::new();
-        match &self.role {
-            Role::Server(m) => m.render(&mut out),
-            Role::Client(m) => m.render(&mut out),
-        }
+        crate::metrics::build_info(&mut out);
+        let role = match &self.role {
+            Role::Server(m) => {
+                m.render(&mut out);
+                "server"
+            }
+            Role::Client(m) => {
+                m.render(&mut out);
+                "client"
+            }
+        };
         let up = self.store.ping().await.is_ok();
-        gauge(
-            &mut out,
-            "relay_redis_up",
-            "1 while Redis answers.",
-            u64::from(up),
-        );
-        if up {
-            self.stream_gauges(&mut out).await;
-        }
+        redis_gauges(&self.store, role, up, &mut out).await;
         let mut resp = Response::text(200, out);
         resp.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".to_owned();
         resp
-    }
-
-    /// Backlog, pending and DLQ length, read from Redis at scrape time.
-    async fn stream_gauges(&self, out: &mut String) {
-        let len = self.store.len(self.store.stream()).await;
-        if let (Ok(groups), Ok(len)) = (self.store.groups().await, &len) {
-            let _ = writeln!(
-                out,
-                "# HELP relay_backlog Entries not yet delivered (unread plus pending), per group.\n# TYPE relay_backlog gauge"
-            );
-            for g in &groups {
-                let _ = writeln!(
-                    out,
-                    "relay_backlog{{group=\"{}\"}} {}",
-                    g.name,
-                    g.backlog(*len)
-                );
-            }
-            let _ = writeln!(
-                out,
-                "# HELP relay_pending Entries read but not yet acknowledged, per group.\n# TYPE relay_pending gauge"
-            );
-            for g in &groups {
-                let _ = writeln!(out, "relay_pending{{group=\"{}\"}} {}", g.name, g.pending);
-            }
-        }
-        if let Ok(n) = self.store.len(self.store.dlq()).await {
-            gauge(
-                out,
-                "relay_dlq_length",
-                "Entries in the dead-letter stream.",
-                n,
-            );
-        }
-        if let Ok(n) = len {
-            gauge(out, "relay_stream_length", "Entries in the main stream.", n);
-        }
     }
 
     async fn list(&self, head: &Head) -> Response {
@@ -209,4 +171,71 @@ fn selection(body: &[u8]) -> Result<Selection, &'static str> {
 fn unavailable(e: &StoreError) -> Response {
     log::warn!("admin request failed: {}", crate::error::Report(e));
     Response::error(503, "redis unavailable").with_header("Retry-After", "5")
+}
+
+/// The gauges read from Redis at scrape time. Both roles' listeners export them, labelled
+/// `role`, so that a deployment scraping both does not count them twice (`sum by (role)`, or
+/// `{role="server"}`), and one scraping either sees them.
+async fn redis_gauges(store: &Store, role: &str, up: bool, out: &mut String) {
+    let one = |out: &mut String, name: &str, help: &str, labels: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{role=\"{role}\"{labels}}} {v}"
+        );
+    };
+    one(
+        out,
+        "relay_redis_up",
+        "1 while Redis answers.",
+        "",
+        u64::from(up),
+    );
+    if !up {
+        return;
+    }
+    let len = store.len(store.stream()).await;
+    if let (Ok(groups), Ok(len)) = (store.groups().await, &len) {
+        let _ = writeln!(
+            out,
+            "# HELP relay_backlog Entries not yet delivered (unread plus pending), per group.\n# TYPE relay_backlog gauge"
+        );
+        for g in &groups {
+            let _ = writeln!(
+                out,
+                "relay_backlog{{role=\"{role}\",group=\"{}\"}} {}",
+                crate::metrics::label(&g.name),
+                g.backlog(*len)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP relay_pending Entries read but not yet acknowledged, per group.\n# TYPE relay_pending gauge"
+        );
+        for g in &groups {
+            let _ = writeln!(
+                out,
+                "relay_pending{{role=\"{role}\",group=\"{}\"}} {}",
+                crate::metrics::label(&g.name),
+                g.pending
+            );
+        }
+    }
+    if let Ok(n) = store.len(store.dlq()).await {
+        one(
+            out,
+            "relay_dlq_length",
+            "Entries in the dead-letter stream.",
+            "",
+            n,
+        );
+    }
+    if let Ok(n) = len {
+        one(
+            out,
+            "relay_stream_length",
+            "Entries in the main stream.",
+            "",
+            n,
+        );
+    }
 }

@@ -5,7 +5,7 @@
 use crate::cli::Role;
 use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig};
 use crate::error::{ConfigError, Report};
-use crate::http::client::{Client, Endpoint};
+use crate::http::client::{Client, Endpoint, SendError};
 use crate::ops::durability::{self, Finding, Level};
 use crate::stream::Store;
 
@@ -79,9 +79,18 @@ async fn probe(what: &str, endpoint: &Endpoint, timeout: std::time::Duration) ->
             level: Level::Ok,
             text: format!("{what} {url} reachable"),
         },
-        Err(e) => Finding {
+        // A certificate that is not trusted needs a configuration change; an app that is
+        // down now may be up later, and the client holds webhooks until it is, so that alone
+        // must not keep the client from starting.
+        Err(e @ SendError::Tls(_)) => Finding {
             level: Level::Fail,
             text: format!("{what} {url}: {e}"),
+        },
+        Err(e) => Finding {
+            level: Level::Warn,
+            text: format!(
+                "{what} {url}: {e} (the client starts anyway and holds webhooks until it answers)"
+            ),
         },
     }
 }

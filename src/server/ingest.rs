@@ -2,10 +2,9 @@
 //! answers `200` only once Redis has the entry.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use super::auth::{Admit, AuthError, Authenticator};
+use super::backlog::Cap;
 use super::forwarded::{self, Cidr};
 use super::handshake;
 use crate::config::{Secret, ServerConfig};
@@ -49,8 +48,8 @@ pub struct Ingest {
     verify_token: Option<Secret>,
     store: Arc<Store>,
     metrics: Arc<ServerMetrics>,
-    /// Set while the backlog is at the cap.
-    backlog_full: Arc<AtomicBool>,
+    /// The backlog cap.
+    cap: Arc<Cap>,
     /// Bodies read before their signature can be checked share this.
     unverified: Budget,
     max_body: u64,
@@ -62,15 +61,16 @@ impl Ingest {
         config: &ServerConfig,
         store: Arc<Store>,
         metrics: Arc<ServerMetrics>,
-        backlog_full: Arc<AtomicBool>,
+        cap: Arc<Cap>,
     ) -> Self {
+        let unverified = Budget::new(config.unverified_budget, metrics.unverified_bytes.clone());
         Ingest {
+            unverified,
             auth: Authenticator::new(&config.api_keys, &config.app_secrets),
             verify_token: config.verify_token.clone(),
             store,
             metrics,
-            backlog_full,
-            unverified: Budget::new(config.unverified_budget),
+            cap,
             max_body: config.max_body,
             trusted_proxies: config.trusted_proxies.clone(),
         }
@@ -117,7 +117,7 @@ impl Ingest {
     }
 
     async fn ingest(&self, source: Option<&str>, req: Request) -> Response {
-        let started = Instant::now();
+        let started = req.started;
         let resp = self.store_webhook(source, req).await;
         self.metrics.ingest.observe(started.elapsed());
         resp
@@ -127,11 +127,6 @@ impl Ingest {
         let remote = forwarded::remote(req.remote, &req.head.headers, &self.trusted_proxies);
         if let Err(e) = self.auth.authenticate(&req.head.headers, &req.body) {
             return self.unauthenticated(e, &remote);
-        }
-        if self.backlog_full.load(Ordering::Relaxed) {
-            self.metrics.requests.inc("backlog_full");
-            return Response::error(503, "backlog full")
-                .with_header("Retry-After", RETRY_AFTER_SECS);
         }
         let mut headers = req.head.headers;
         self.auth.strip_credentials(&mut headers);
@@ -144,10 +139,21 @@ impl Ingest {
             headers,
             body: req.body,
         };
-        match self.store.append(&record).await {
-            Ok(id) => {
+        let appending = self.cap.appending();
+        let stored = match appending.exact {
+            false => self.store.append(&record).await.map(Some),
+            true => self.store.append_below(&record, self.cap.max).await,
+        };
+        match stored {
+            Ok(Some(id)) => {
+                appending.stored();
                 self.metrics.requests.inc("stored");
+                self.metrics.stored_by_source.inc(&record.source);
                 Response::json(200, serde_json::json!({ "id": id }).to_string())
+            }
+            Ok(None) => {
+                self.metrics.requests.inc("backlog_full");
+                Response::error(503, "backlog full").with_header("Retry-After", RETRY_AFTER_SECS)
             }
             Err(e) => {
                 self.metrics.requests.inc("unavailable");

@@ -15,7 +15,6 @@ mod retention;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use tokio::net::TcpListener;
 
@@ -83,19 +82,14 @@ impl Server {
     /// Serves `listener` until `shutdown`, then drains open connections.
     pub async fn run(self, listener: TcpListener, shutdown: Shutdown) {
         let config = &self.config;
-        let full = Arc::new(AtomicBool::new(false));
+        let cap = Arc::new(backlog::Cap::new(config.max_stream_len));
         let handler = Arc::new(Ingest::new(
             config,
             self.store.clone(),
             self.metrics.clone(),
-            full.clone(),
+            cap.clone(),
         ));
-        let watch = tokio::spawn(backlog::watch(
-            self.store.clone(),
-            config.max_stream_len,
-            full,
-            shutdown.clone(),
-        ));
+        let watch = tokio::spawn(backlog::watch(self.store.clone(), cap, shutdown.clone()));
         let trim = tokio::spawn(retention::run(
             self.store.clone(),
             config.retention,

@@ -42,6 +42,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// deadline (which grows with its bytes, so it cannot be one fixed value here).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The backlog counted as `GroupInfo::backlog` does (lag plus pending of the slowest group;
+/// the stream length when a group's lag is unknown or there is no group), then `XADD` only
+/// below `ARGV[1]`. Returns the new id, or false at the cap.
+const APPEND_BELOW_SCRIPT: &str = r"
+local len = redis.call('XLEN', KEYS[1])
+local backlog = len
+local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
+if ok and #groups > 0 then
+  backlog = 0
+  for _, g in ipairs(groups) do
+    local lag, pending = len, 0
+    for i = 1, #g, 2 do
+      if g[i] == 'lag' and g[i + 1] then lag = g[i + 1]
+      elseif g[i] == 'pending' then pending = g[i + 1] end
+    end
+    if lag + pending > backlog then backlog = lag + pending end
+  end
+end
+if backlog >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
+";
+
 /// The keys the relay uses. The hash tag in the default stream name keeps all of them in one
 /// cluster slot, as Lua scripts that touch several require.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +157,24 @@ impl Store {
         cmd.arg(&self.keys.stream).arg("*");
         record.write_fields(&mut cmd);
         self.run_sized(&cmd, record.body.len()).await
+    }
+
+    /// Appends `record` only if the backlog (what the slowest group has not delivered; every
+    /// entry without a group) is below `cap`, counted inside Redis in the same step.
+    /// `Ok(None)` when it is not.
+    pub async fn append_below(
+        &self,
+        record: &Record,
+        cap: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(APPEND_BELOW_SCRIPT)
+            .arg(1)
+            .arg(&self.keys.stream)
+            .arg(cap);
+        record.write_fields(&mut cmd);
+        let reply: redis::Value = self.run_sized(&cmd, record.body.len()).await?;
+        Ok(record::bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
     }
 
     /// `PING`, for health checks.

@@ -3,6 +3,7 @@
 //! targets, obs-text header values, the client address behind trusted proxies, the admin
 //! listener against browser pages, large webhooks to a distant Redis.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -106,6 +107,8 @@ async fn signed_bodies_share_a_budget_and_keyed_webhooks_still_pass() {
         .await
         .unwrap();
     first.write_all(&[b'x'; 1000]).await.unwrap();
+    let held = || relay.metrics.unverified_bytes.load(Ordering::Relaxed) == 800 * 1024;
+    assert!(eventually(Duration::from_secs(10), || async { held() }).await);
     // ... so the next one is refused at once, with Retry-After.
     let mut second = Conn::connect(relay.addr).await;
     second.send(&head("/webhook/meta", &sig, 800 * 1024)).await;

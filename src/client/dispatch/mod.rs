@@ -182,6 +182,7 @@ impl Dispatcher {
         match verdict {
             Verdict::Delivered => {
                 self.metrics.deliveries.inc("delivered");
+                self.metrics.delivered_by_source.inc(&a.source);
                 let e2e = unix_ms().saturating_sub(a.received_at);
                 self.metrics.end_to_end.observe(Duration::from_millis(e2e));
             }
