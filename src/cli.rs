@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use crate::error::UsageError;
 use crate::ops::dlq::Selection;
+use crate::ops::events::{Filter, Redeliver};
+use crate::ops::tail;
 use crate::stream::StreamId;
 
 /// What the user asked for.
@@ -14,6 +16,22 @@ pub enum Command {
     /// `check [server|client]`: one role's whole configuration, or every role it can see.
     Check(Option<Role>),
     Dlq(DlqCommand),
+    /// `events [--since D] [--source S] [--status ST] [--limit N] [--json]`.
+    Events {
+        filter: Filter,
+        json: bool,
+    },
+    /// `events show ID [--json]`.
+    EventShow {
+        id: StreamId,
+        json: bool,
+    },
+    /// `redeliver ID...` or `redeliver --since D [--source S] [--status ST]`.
+    Redeliver(Redeliver),
+    /// `tail [--json] [--source S]`.
+    Tail(tail::Options),
+    /// `health [server|client]`: asks that role's admin `/health` (container health checks).
+    Health(Option<Role>),
     Help,
     Version,
 }
@@ -59,6 +77,19 @@ Commands:
   dlq show ID               one dead-lettered webhook: headers and body
   dlq replay ID...|--all    put dead-lettered webhooks back on the main stream
   dlq purge ID...|--all     delete dead-lettered webhooks
+  events [--since D] [--source S] [--status ST] [--limit N] [--json]
+                            webhooks in the stream, newest first, with what became of
+                            them (ST: pending, retrying, delivered, dead, acknowledged)
+  events show ID [--json]   one webhook: status, last attempt, the app's last answer
+                            (first KiB, kept for failures), headers and body
+  redeliver ID...           send finished webhooks again (a copy with the same X-Relay-Id)
+  redeliver --since D [--source S] [--status ST]
+                            the same for every finished webhook the filter selects
+  tail [--json] [--source S]
+                            follow webhooks as they arrive and as their attempts end
+  health [server|client]    ask the role's admin /health (default: RELAY_ADMIN_LISTEN,
+                            else whichever of 127.0.0.1:9090, :9091 answers); exit 0
+                            when healthy, 1 when not (for container health checks)
   help                      print this help (also --help, -h)
   version                   print the version (also --version, -V)
 
@@ -67,13 +98,14 @@ Options:
                     environment win
 
 Configuration comes from the environment; see the README for every variable.
-  all roles: REDIS_URL, RELAY_STREAM, RELAY_DLQ_STREAM, RUST_LOG
-  server:    RELAY_LISTEN, RELAY_ADMIN_LISTEN, RELAY_API_KEYS, RELAY_META_APP_SECRET,
-             RELAY_META_VERIFY_TOKEN, RELAY_MAX_BODY, RELAY_MAX_CONNECTIONS, RELAY_RETENTION,
-             RELAY_MAX_STREAM_LEN
-  client:    RELAY_TARGET_URL, RELAY_GROUP, RELAY_CONSUMER, RELAY_CONCURRENCY,
+  all roles: REDIS_URL, RELAY_STREAM, RELAY_DLQ_STREAM, RELAY_GROUP, RELAY_CA_FILE,
+             RELAY_ADMIN_LISTEN, RELAY_ADMIN_TOKEN, RELAY_ADMIN_HOSTS, RUST_LOG
+  server:    RELAY_LISTEN, RELAY_API_KEYS, RELAY_META_APP_SECRET, RELAY_META_VERIFY_TOKEN,
+             RELAY_MAX_BODY, RELAY_UNVERIFIED_BUDGET, RELAY_MAX_CONNECTIONS,
+             RELAY_TRUSTED_PROXIES, RELAY_RETENTION, RELAY_MAX_STREAM_LEN
+  client:    RELAY_TARGET_URL, RELAY_TARGET_HEALTH_URL, RELAY_CONSUMER, RELAY_CONCURRENCY,
              RELAY_FORWARD_TIMEOUT, RELAY_MAX_ATTEMPTS, RELAY_BACKOFF_BASE, RELAY_BACKOFF_MAX,
-             RELAY_BREAKER_THRESHOLD, RELAY_BREAKER_COOLDOWN, RELAY_ADMIN_LISTEN
+             RELAY_BREAKER_THRESHOLD, RELAY_BREAKER_COOLDOWN
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 ";
@@ -109,6 +141,22 @@ fn parse_words(args: &[String]) -> Result<Invocation, String> {
         "help" | "--help" | "-h" => bare(Command::Help, rest)?,
         "version" | "--version" | "-V" => bare(Command::Version, rest)?,
         "dlq" => Command::Dlq(dlq(rest)?),
+        "events" => events(rest)?,
+        "redeliver" => redeliver(rest)?,
+        "tail" => {
+            let (pairs, json, ids) = options(rest, &["source"])?;
+            no_ids(&ids)?;
+            Command::Tail(tail::Options {
+                json,
+                source: pairs.first().map(|(_, v)| v.to_string()),
+            })
+        }
+        "health" => match rest {
+            [] => Command::Health(None),
+            ["server"] => Command::Health(Some(Role::Server)),
+            ["client"] => Command::Health(Some(Role::Client)),
+            _ => return Err("usage: health [server|client]".into()),
+        },
         a if a.starts_with('-') => return Err(format!("unknown option {a:?}")),
         a => return Err(format!("unknown command {a:?}")),
     };
@@ -150,6 +198,77 @@ fn dlq(rest: &[&str]) -> Result<DlqCommand, String> {
     }
 }
 
+/// `--name value` / `--name=value` options among `allowed`, `--json`, and the other words.
+#[allow(clippy::type_complexity)]
+fn options<'a>(
+    args: &[&'a str],
+    allowed: &[&str],
+) -> Result<(Vec<(&'a str, &'a str)>, bool, Vec<&'a str>), String> {
+    let (mut pairs, mut json, mut words) = (Vec::new(), false, Vec::new());
+    let mut it = args.iter();
+    while let Some(&arg) = it.next() {
+        let Some(opt) = arg.strip_prefix("--") else {
+            words.push(arg);
+            continue;
+        };
+        if opt == "json" {
+            json = true;
+            continue;
+        }
+        let (name, value) = match opt.split_once('=') {
+            Some((n, v)) => (n, v),
+            None => (opt, *it.next().ok_or(format!("--{opt} needs a value"))?),
+        };
+        if !allowed.contains(&name) {
+            return Err(format!("unknown option --{name}"));
+        }
+        pairs.push((name, value));
+    }
+    Ok((pairs, json, words))
+}
+
+fn no_ids(words: &[&str]) -> Result<(), String> {
+    match words.first() {
+        None => Ok(()),
+        Some(w) => Err(format!("unexpected argument {w:?}")),
+    }
+}
+
+fn events(rest: &[&str]) -> Result<Command, String> {
+    if rest.first() == Some(&"show") {
+        let (_, json, words) = options(&rest[1..], &[])?;
+        return match words.as_slice() {
+            [id] => Ok(Command::EventShow {
+                id: id
+                    .parse()
+                    .map_err(|_| format!("{id:?} is not a stream id like 1764351234567-0"))?,
+                json,
+            }),
+            _ => Err("usage: events show ID [--json]".into()),
+        };
+    }
+    let (pairs, json, words) = options(rest, &["since", "source", "status", "limit"])?;
+    no_ids(&words)?;
+    Ok(Command::Events {
+        filter: Filter::from_pairs(pairs)?,
+        json,
+    })
+}
+
+fn redeliver(rest: &[&str]) -> Result<Command, String> {
+    let (pairs, json, words) = options(rest, &["since", "source", "status"])?;
+    const USAGE: &str = "usage: redeliver ID... | redeliver --since D [--source S] [--status ST]";
+    match (pairs.is_empty(), words.is_empty(), json) {
+        (true, false, false) => Ok(Command::Redeliver(Redeliver::Ids(
+            words.iter().map(|w| w.to_string()).collect(),
+        ))),
+        (false, true, false) if pairs.iter().any(|(n, _)| *n == "since") => Ok(Command::Redeliver(
+            Redeliver::Matching(Filter::from_pairs(pairs)?),
+        )),
+        _ => Err(USAGE.into()),
+    }
+}
+
 fn selection(args: &[&str], verb: &str) -> Result<Selection, String> {
     match args {
         ["--all"] => Ok(Selection::All),
@@ -162,75 +281,5 @@ fn selection(args: &[&str], verb: &str) -> Result<Selection, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(args: &[&str]) -> Result<Invocation, String> {
-        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map_err(|e| e.0)
-    }
-
-    #[test]
-    fn commands_and_env_file_anywhere() {
-        assert_eq!(p(&["server"]).unwrap().command, Command::Server);
-        assert_eq!(p(&["--version"]).unwrap().command, Command::Version);
-        assert_eq!(p(&["help"]).unwrap().command, Command::Help);
-        assert_eq!(p(&["check"]).unwrap().command, Command::Check(None));
-        assert_eq!(
-            p(&["check", "client"]).unwrap().command,
-            Command::Check(Some(Role::Client))
-        );
-        let inv = p(&["--env-file", "/etc/r.env", "server"]).unwrap();
-        assert_eq!(inv.env_file, Some(PathBuf::from("/etc/r.env")));
-        let inv = p(&["server", "--env-file=x.env"]).unwrap();
-        assert_eq!(inv.env_file, Some(PathBuf::from("x.env")));
-    }
-
-    #[test]
-    fn dlq_subcommands() {
-        assert_eq!(
-            p(&["dlq", "list"]).unwrap().command,
-            Command::Dlq(DlqCommand::List { limit: 50 })
-        );
-        assert_eq!(
-            p(&["dlq", "list", "--limit", "5"]).unwrap().command,
-            Command::Dlq(DlqCommand::List { limit: 5 })
-        );
-        assert_eq!(
-            p(&["dlq", "show", "1-0"]).unwrap().command,
-            Command::Dlq(DlqCommand::Show("1-0".parse().unwrap()))
-        );
-        assert_eq!(
-            p(&["dlq", "replay", "1-0", "2-0"]).unwrap().command,
-            Command::Dlq(DlqCommand::Replay(Selection::Ids(vec![
-                "1-0".into(),
-                "2-0".into()
-            ])))
-        );
-        assert_eq!(
-            p(&["dlq", "purge", "--all"]).unwrap().command,
-            Command::Dlq(DlqCommand::Purge(Selection::All))
-        );
-        for bad in [
-            &["dlq"][..],
-            &["dlq", "list", "--limit", "x"],
-            &["dlq", "show"],
-            &["dlq", "show", "1000"],
-            &["dlq", "replay"],
-            &["dlq", "purge", "--all", "1-0"],
-            &["dlq", "nuke"],
-            &["check", "x"],
-            &["check", "server", "client"],
-        ] {
-            assert!(p(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn usage_errors_name_the_argument() {
-        assert!(p(&[]).unwrap_err().contains("missing COMMAND"));
-        assert!(p(&["serve"]).unwrap_err().contains("\"serve\""));
-        assert!(p(&["server", "--port"]).unwrap_err().contains("--port"));
-        assert!(p(&["server", "client"]).unwrap_err().contains("unexpected"));
-        assert!(p(&["--env-file"]).unwrap_err().contains("--env-file"));
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

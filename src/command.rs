@@ -15,6 +15,7 @@ use crate::http::{self, Limits};
 use crate::ops::admin::Admin;
 use crate::ops::dlq::{self, Outcome};
 use crate::ops::durability::{self, Level};
+use crate::ops::run;
 use crate::server::Server;
 use crate::shutdown::{self, Shutdown};
 use crate::stream::Store;
@@ -56,6 +57,25 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
             usable.then_some(()).ok_or(Fatal::Reported)
         }
         Command::Dlq(cmd) => dlq_command(&lookup, cmd),
+        Command::Events { filter, json } => with_store(&lookup, |store| async move {
+            run::list(&store, filter, *json).await
+        }),
+        Command::EventShow { id, json } => with_store(&lookup, |store| async move {
+            run::show(&store, *id, *json).await
+        }),
+        Command::Redeliver(what) => with_store(&lookup, |store| async move {
+            run::redeliver(&store, what).await
+        }),
+        Command::Tail(opts) => with_store(&lookup, |store| async move {
+            let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
+            crate::ops::tail::run(&store, opts, shutdown)
+                .await
+                .map_err(|error| Fatal::Store {
+                    doing: "starting to follow the streams",
+                    error,
+                })
+        }),
+        Command::Health(role) => runtime()?.block_on(run::health(&lookup, *role)),
     }
 }
 
@@ -156,6 +176,20 @@ fn client(get: Lookup) -> Result<(), Fatal> {
         log::info!("client stopped");
         Ok(())
     })
+}
+
+/// Runs an operator command against the configured Redis and keys.
+fn with_store<F, Fut>(get: Lookup, f: F) -> Result<(), Fatal>
+where
+    F: FnOnce(Store) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Fatal>>,
+{
+    let common = CommonConfig::load(get)?;
+    let store = Store::from_config(&common).map_err(|error| Fatal::Store {
+        doing: "opening the redis client",
+        error,
+    })?;
+    runtime()?.block_on(f(store))
 }
 
 /// `crm-relay dlq …`.

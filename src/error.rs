@@ -108,7 +108,7 @@ impl Fatal {
 impl fmt::Display for Fatal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fatal::Usage(_) => f.write_str("usage"),
+            Fatal::Usage(_) => f.write_str("command line"),
             Fatal::EnvFile { path, .. } => write!(f, "--env-file {}", path.display()),
             Fatal::Config(_) => f.write_str("configuration error"),
             Fatal::Start(_) => f.write_str("starting"),

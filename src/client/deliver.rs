@@ -31,11 +31,13 @@ const DROPPED: [&str; 9] = [
 
 /// Headers the relay sets; copies arriving from the sender are dropped so that nobody can
 /// forge the dedupe key.
-const OURS: [&str; 4] = [
+const OURS: [&str; 6] = [
     "x-relay-id",
     "x-relay-attempt",
     "x-relay-received-at",
     "x-relay-source",
+    "x-relay-redelivery-of",
+    "x-relay-replay-of",
 ];
 
 /// The headers to forward: the original ones in order, minus hop-by-hop ones (including any
@@ -105,7 +107,17 @@ pub async fn deliver(client: &Client, entry: &Entry, attempt: u32) -> Outcome {
             };
         }
     };
-    let headers = forward_headers(&record, &entry.relay_id(), attempt);
+    let mut headers = forward_headers(&record, &entry.relay_id(), attempt);
+    // A copy made by `redeliver` or `dlq replay` says which entry it copies.
+    for (field, header) in [
+        ("redelivery_of", "X-Relay-Redelivery-Of"),
+        ("replay_of", "X-Relay-Replay-Of"),
+    ] {
+        let of = entry.field(field).and_then(|v| std::str::from_utf8(v).ok());
+        if let Some(of) = of.filter(|of| !of.is_empty()) {
+            headers.push((header.into(), of.to_owned().into()));
+        }
+    }
     let req = OutRequest {
         method: &record.method,
         headers: &headers,

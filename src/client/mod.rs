@@ -72,12 +72,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Fatal> {
-        let store = Store::from_config(&config.common)
-            .map_err(|error| Fatal::Store {
-                doing: "opening the redis client",
-                error,
-            })?
-            .with_group(&config.group);
+        let store = Store::from_config(&config.common).map_err(|error| Fatal::Store {
+            doing: "opening the redis client",
+            error,
+        })?;
         Ok(Client {
             config,
             store: Arc::new(store),
@@ -115,7 +113,7 @@ impl Client {
             common.stream,
             config.target.target().display(),
             config.consumer,
-            config.group
+            config.common.group
         );
         let (want_tx, want_rx) = mpsc::channel(1);
         let (feed_tx, feed_rx) = mpsc::channel(16);
@@ -123,7 +121,7 @@ impl Client {
             &common.redis_url,
             common.ca_pem.as_deref(),
             &common.stream,
-            &config.group,
+            &config.common.group,
             &config.consumer,
         )
         .map_err(|error| Fatal::Store {

@@ -16,8 +16,6 @@ pub struct ClientConfig {
     pub common: CommonConfig,
     /// `RELAY_TARGET_URL`, parsed, with its TLS settings.
     pub target: Endpoint,
-    /// `RELAY_GROUP`: the consumer group.
-    pub group: String,
     /// `RELAY_CONSUMER`: this process's consumer name (default: the host name).
     pub consumer: String,
     /// `RELAY_CONCURRENCY`: deliveries in flight.
@@ -81,7 +79,6 @@ impl ClientConfig {
         Ok(ClientConfig {
             common,
             target,
-            group: non_blank(get, "RELAY_GROUP", "relay"),
             consumer: var(get, "RELAY_CONSUMER").map_or_else(host_name, |v| v.trim().to_owned()),
             concurrency: small("RELAY_CONCURRENCY", "4")? as usize,
             forward_timeout,
@@ -107,7 +104,7 @@ impl ClientConfig {
             self.common.redis_display(),
             self.common.stream,
             self.common.dlq_stream,
-            self.group,
+            self.common.group,
             self.consumer,
             self.concurrency,
             self.forward_timeout,
@@ -121,7 +118,7 @@ impl ClientConfig {
     }
 }
 
-fn non_blank(get: Lookup, name: &str, default: &str) -> String {
+pub(super) fn non_blank(get: Lookup, name: &str, default: &str) -> String {
     var(get, name).map_or_else(|| default.to_owned(), |v| v.trim().to_owned())
 }
 

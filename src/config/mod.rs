@@ -29,6 +29,9 @@ pub struct CommonConfig {
     pub log_level: log::LevelFilter,
     /// `RELAY_CA_FILE`: extra PEM roots for `rediss://` and `https://`, read and checked at start.
     pub ca_pem: Option<Vec<u8>>,
+    /// `RELAY_GROUP`: the consumer group the client delivers for, and whose outcomes
+    /// `events` reports.
+    pub group: String,
 }
 
 /// Settings of `crm-relay server`.
@@ -70,6 +73,7 @@ impl CommonConfig {
             dlq_stream: non_empty(get, "RELAY_DLQ_STREAM", "relay:{webhooks}:dlq")?,
             log_level: parse_level(get)?,
             ca_pem: ca_file(get)?,
+            group: client::non_blank(get, "RELAY_GROUP", "relay"),
         })
     }
 
@@ -173,7 +177,7 @@ pub struct AdminConfig {
 
 /// `RELAY_ADMIN_LISTEN` (unset → `default`; set but empty → disabled), with its token and
 /// hosts. A listener beyond loopback must have a token.
-fn admin_config(get: Lookup, default: &str) -> Result<Option<AdminConfig>, ConfigError> {
+pub fn admin_config(get: Lookup, default: &str) -> Result<Option<AdminConfig>, ConfigError> {
     let raw = get("RELAY_ADMIN_LISTEN").unwrap_or_else(|| default.to_owned());
     if raw.trim().is_empty() {
         return Ok(None);

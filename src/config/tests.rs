@@ -88,7 +88,7 @@ fn load_client(pairs: &[(&str, &str)]) -> Result<ClientConfig, ConfigError> {
 #[test]
 fn client_defaults_follow_spec() {
     let c = load_client(&[("RELAY_TARGET_URL", "http://127.0.0.1:3000/in")]).unwrap();
-    assert_eq!(c.group, "relay");
+    assert_eq!(c.common.group, "relay");
     assert!(!c.consumer.is_empty());
     assert_eq!(c.concurrency, 4);
     assert_eq!(c.forward_timeout, std::time::Duration::from_secs(15));

@@ -10,6 +10,7 @@ use super::access::Access;
 use crate::http::{self, Admission, Head, Request, Response};
 use crate::metrics::{ClientMetrics, ServerMetrics};
 use crate::ops::dlq::{self, Selection};
+use crate::ops::events;
 use crate::stream::{Store, StoreError};
 
 /// Most dead letters one `GET /dlq` returns.
@@ -49,7 +50,18 @@ impl http::Handler for Admin {
             ("/dlq", "GET" | "HEAD") => self.list(&req.head).await,
             ("/dlq/replay", "POST") => self.replay(&req.body).await,
             ("/dlq/replay", _) => Response::method_not_allowed("POST"),
-            ("/health" | "/metrics" | "/dlq", _) => Response::method_not_allowed("GET, HEAD"),
+            ("/events", "GET" | "HEAD") => {
+                events::api::list(&self.store, req.head.query().unwrap_or("")).await
+            }
+            ("/events/redeliver", "POST") => events::api::redeliver(&self.store, &req.body).await,
+            ("/events/redeliver", _) => Response::method_not_allowed("POST"),
+            ("/health" | "/metrics" | "/dlq" | "/events", _) => {
+                Response::method_not_allowed("GET, HEAD")
+            }
+            (p, m) if p.starts_with("/events/") => match m {
+                "GET" | "HEAD" => events::api::show(&self.store, &p["/events/".len()..]).await,
+                _ => Response::method_not_allowed("GET, HEAD"),
+            },
             (p, m) => match p.strip_prefix("/dlq/") {
                 Some(id) if m == "GET" || m == "HEAD" => self.show(id).await,
                 Some(id) if m == "DELETE" => self.delete(id).await,

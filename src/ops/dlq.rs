@@ -91,20 +91,24 @@ pub fn summary_json(entry: &Entry) -> Value {
 /// One dead letter in full: every field, headers as pairs, the body as text when it is.
 pub fn detail_json(entry: &Entry) -> Value {
     let mut v = summary_json(entry);
-    let headers: Value = entry
-        .field("headers")
-        .and_then(|h| serde_json::from_slice(h).ok())
-        .unwrap_or(Value::Null);
-    v["headers"] = headers;
     v["method"] = json!(text(entry, "method"));
     v["path"] = json!(text(entry, "path"));
     v["received_at"] = json!(text(entry, "received_at").parse::<u64>().unwrap_or(0));
+    add_content_json(entry, &mut v);
+    v
+}
+
+/// Adds an entry's `headers` (as pairs) and `body` (when it is text; else `body_binary`).
+pub fn add_content_json(entry: &Entry, v: &mut Value) {
+    v["headers"] = entry
+        .field("headers")
+        .and_then(|h| serde_json::from_slice(h).ok())
+        .unwrap_or(Value::Null);
     let body = entry.field("body").unwrap_or_default();
     match printable(body) {
         Some(t) => v["body"] = json!(t),
         None => v["body_binary"] = json!(true),
     }
-    v
 }
 
 /// The body as text if it is UTF-8 without control characters (other than whitespace).
@@ -166,8 +170,14 @@ pub fn show(entry: &Entry) -> String {
             v.as_str().map_or_else(|| v.to_string(), str::to_owned)
         );
     }
+    add_content_text(entry, &d["headers"], &mut out);
+    out
+}
+
+/// Appends an entry's headers and body (as-is when text) to a `show` text.
+pub fn add_content_text(entry: &Entry, headers: &Value, out: &mut String) {
     out.push_str("headers:\n");
-    for pair in d["headers"].as_array().into_iter().flatten() {
+    for pair in headers.as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
             "  {}: {}",
@@ -184,10 +194,9 @@ pub fn show(entry: &Entry) -> String {
             let _ = writeln!(out, "body: binary, {} bytes (not printed)", body.len());
         }
     }
-    out
 }
 
-fn age(ms: u64) -> String {
+pub fn age(ms: u64) -> String {
     let s = ms / 1000;
     match s {
         0..=59 => format!("{s}s"),

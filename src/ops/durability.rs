@@ -85,6 +85,17 @@ pub async fn permissions(store: &Store, server: bool, client: bool) -> Vec<Findi
             )),
         }
     }
+    if client
+        && matches!(store.denied(crate::stream::CLIENT_ACTIVITY).await, Ok(d) if !d.is_empty())
+    {
+        out.push(f(
+            Level::Warn,
+            format!(
+                "the redis user may not PUBLISH on {0}:activity: deliveries work, but `crm-relay tail` shows arrivals only (ACL SETUSER … &{0}:activity)",
+                store.stream()
+            ),
+        ));
+    }
     out
 }
 

@@ -6,6 +6,9 @@ pub mod admin;
 pub(crate) mod check;
 pub(crate) mod dlq;
 pub(crate) mod durability;
+pub mod events;
+pub(crate) mod run;
+pub mod tail;
 
 use crate::http::Response;
 use crate::stream::Store;

@@ -35,6 +35,10 @@ pub const CLIENT: &[Probe] = &[
     ("EVAL", &[]),
 ];
 
+/// Wanted by the client but not needed: `PUBLISH` on `<stream>:activity` (a channel, so the
+/// user needs `&<prefix>*` besides `~<prefix>*`), which `tail` follows.
+pub const CLIENT_ACTIVITY: &[Probe] = &[("PUBLISH", &["m"])];
+
 impl Store {
     /// The probes the user may not run (`NOPERM`), by name.
     pub async fn denied(&self, probes: &[Probe]) -> Result<Vec<&'static str>, StoreError> {

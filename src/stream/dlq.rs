@@ -14,7 +14,7 @@ if #e == 0 then return false end
 local f = e[1][2]
 local out = {}
 local origin = ARGV[1]
-local skip = { attempts = true, last_status = true, last_error = true, failed_at = true, replay_of = true }
+local skip = { attempts = true, last_status = true, last_error = true, failed_at = true, replay_of = true, redelivery_of = true }
 for i = 1, #f, 2 do
   if f[i] == 'origin_id' then origin = f[i + 1]
   elseif not skip[f[i]] then out[#out + 1] = f[i]; out[#out + 1] = f[i + 1] end

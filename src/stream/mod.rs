@@ -15,22 +15,26 @@ mod attempts;
 mod dlq;
 mod error;
 mod group;
+mod history;
 mod id;
 mod info;
 mod link;
 mod pending;
 mod reader;
 mod record;
+mod trace;
 
-pub use acl::{CLIENT as CLIENT_COMMANDS, SERVER as SERVER_COMMANDS};
+pub use acl::{CLIENT as CLIENT_COMMANDS, CLIENT_ACTIVITY, SERVER as SERVER_COMMANDS};
 pub use attempts::Stored;
 pub use error::StoreError;
 pub use group::{DeadLettered, GroupInfo};
+pub use history::Summary;
 pub use id::{BadId, StreamId};
 pub use link::LinkSpeed;
 pub use pending::Claimed;
 pub use reader::Reader;
 pub use record::{DeadLetter, Entry, Record, parse_entries};
+pub use trace::{State, Trace, parse_activity};
 
 /// Deadline for one small Redis operation, connecting included: a dead or frozen Redis must
 /// turn into a `503` well within the ~2 s a sender can be kept waiting. Calls that carry a
@@ -120,7 +124,7 @@ impl Store {
             stream: config.stream.clone(),
             dlq: config.dlq_stream.clone(),
         };
-        Self::new(&config.redis_url, config.ca_pem.as_deref(), keys)
+        Ok(Self::new(&config.redis_url, config.ca_pem.as_deref(), keys)?.with_group(&config.group))
     }
 
     /// The same store acting for consumer group `group`.

@@ -7,6 +7,7 @@ mod client_delivery;
 mod client_process;
 mod delivery;
 mod edge;
+mod events;
 mod faults;
 mod http_framing;
 mod operate;

@@ -503,6 +503,12 @@ async fn check_names_missing_permissions_and_unreachable_targets() {
         out.contains("may run every command the client needs"),
         "{out}"
     );
+    // No channel permissions: tail loses delivery results, deliveries do not suffer.
+    assert!(
+        out.contains("warning: the redis user may not PUBLISH on relay:{webhooks}:activity")
+            && out.contains("&relay:{webhooks}:activity"),
+        "{out}"
+    );
     assert!(
         out.contains("warning: target http://127.0.0.1:1/in: connection refused"),
         "{out}"

@@ -34,7 +34,7 @@ impl Dispatcher {
         }
         self.writes.flush();
         let until = started + SHUTDOWN;
-        while self.writes.unfinished() > 0 {
+        while self.writes.unfinished() + self.writes.unwritten_traces() > 0 {
             self.writes.flush();
             match tokio::time::timeout_at(until.into(), self.rx.recv()).await {
                 Ok(Some(Event::Attempted(_))) | Ok(None) => {}

@@ -20,19 +20,25 @@ use crate::clock::unix_ms;
 use crate::http::client::Client as Http;
 use crate::metrics::ClientMetrics;
 use crate::shutdown::Shutdown;
-use crate::stream::{DeadLettered, Entry, Record, StoreError, Stored, StreamId};
+use crate::stream::{DeadLetter, DeadLettered, Entry, Record, StoreError, Stored, StreamId};
 
 /// What comes back to the loop.
 pub enum Event {
     Attempted(Box<Attempted>),
     Acked(Vec<StreamId>, Result<(), StoreError>),
-    DeadLettered(StreamId, Result<DeadLettered, StoreError>),
+    DeadLettered(
+        StreamId,
+        Result<DeadLettered, StoreError>,
+        DeadLetter,
+        String,
+    ),
     Forgotten(StreamId, Result<(), StoreError>),
     Fetched(Vec<StreamId>, Result<Vec<Option<Entry>>, StoreError>),
     Counts(Vec<StreamId>, Instant, Result<Vec<Stored>, StoreError>),
     Health(bool),
     Persisted(Result<(), StoreError>),
     Cleaned(Result<(u64, u64), StoreError>),
+    Traced(Result<(), StoreError>),
 }
 
 pub struct Dispatcher {
@@ -151,10 +157,13 @@ impl Dispatcher {
         match ev {
             Event::Attempted(a) => self.on_attempted(*a),
             Event::Acked(ids, result) => self.writes.acked(&mut self.jobs, ids, result, now),
-            Event::DeadLettered(id, result) => {
-                self.writes
-                    .dead_lettered(&mut self.jobs, &self.metrics, id, result, now)
-            }
+            Event::DeadLettered(id, result, info, source) => self.writes.dead_lettered(
+                &mut self.jobs,
+                &self.metrics,
+                id,
+                (result, info, source),
+                now,
+            ),
             Event::Forgotten(id, result) => self.writes.forgotten(&mut self.jobs, id, result, now),
             Event::Fetched(ids, result) => {
                 let fx = self.writes.fetched(&mut self.jobs, ids, result, now);
@@ -173,6 +182,7 @@ impl Dispatcher {
             }
             Event::Persisted(result) => self.writes.persisted(result),
             Event::Cleaned(result) => self.writes.cleaned(result),
+            Event::Traced(result) => self.writes.traced(result),
         }
     }
 
@@ -194,6 +204,7 @@ impl Dispatcher {
             .jobs
             .finish(a.id, a.outcome.attempt.clone(), Instant::now(), unix_ms());
         super::report::attempt(&a, verdict, self.jobs.failures(a.id));
+        self.writes.trace(&a, verdict, unix_ms());
         self.effects(fx);
         self.metrics.breaker_open.store(
             self.jobs.breaker_open(),

@@ -5,8 +5,10 @@
 //! and the health URL in `upkeep.rs`.
 
 mod load;
+mod trace;
 mod upkeep;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,18 @@ use super::policy::jobs::Jobs;
 use crate::error::Report;
 use crate::http::client::Client as Http;
 use crate::metrics::ClientMetrics;
-use crate::stream::{DeadLetter, DeadLettered, Store, StoreError, Stored, StreamId};
+use crate::stream::{DeadLetter, DeadLettered, Store, StoreError, Stored, StreamId, Trace};
+
+/// The phases of a cleanup pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cleanup {
+    /// Counts in the per-stream hash of earlier versions.
+    Legacy,
+    /// Counts of entries no longer pending.
+    Counts,
+    /// Records of webhooks retention removed.
+    Records,
+}
 
 /// How often failed writes are retried, held entries re-claimed and gauges refreshed.
 pub const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(5);
@@ -43,8 +56,13 @@ pub struct Writes {
     persisting: bool,
     health_in_flight: bool,
     pub next_housekeeping: Instant,
-    /// Where the orphaned-count cleanup is: `None` between passes.
-    cleanup: Option<(bool, u64)>,
+    /// Records of finished attempts not yet written, one batch being written.
+    traces: Vec<(StreamId, Trace)>,
+    tracing: bool,
+    /// The last failed attempt of each held webhook, for its dead-letter record.
+    failing: HashMap<StreamId, Trace>,
+    /// Where the cleanup of orphaned counts and records is: `None` between passes.
+    cleanup: Option<(Cleanup, u64)>,
     next_cleanup: Instant,
 }
 
@@ -69,6 +87,9 @@ impl Writes {
             persisting: false,
             health_in_flight: false,
             next_housekeeping: now + HOUSEKEEPING_EVERY,
+            traces: Vec::new(),
+            tracing: false,
+            failing: HashMap::new(),
             cleanup: None,
             next_cleanup: now,
         }
@@ -121,6 +142,7 @@ impl Writes {
             let store = self.store.clone();
             self.spawn(async move { Event::Persisted(store.save_attempts(&counts).await) });
         }
+        self.flush_traces();
     }
 
     pub fn acked(
@@ -153,6 +175,11 @@ impl Writes {
     }
 
     pub fn dead_letter(&mut self, id: StreamId, info: DeadLetter) {
+        let source = self
+            .failing
+            .get(&id)
+            .map(|t| t.source.clone())
+            .unwrap_or_default();
         self.finals_in_flight += 1;
         let (store, consumer) = (self.store.clone(), self.consumer.clone());
         self.spawn(async move {
@@ -164,7 +191,7 @@ impl Writes {
                     info.last_error
                 );
             }
-            Event::DeadLettered(id, result)
+            Event::DeadLettered(id, result, info, source)
         });
     }
 
@@ -173,22 +200,25 @@ impl Writes {
         jobs: &mut Jobs,
         metrics: &ClientMetrics,
         id: StreamId,
-        result: Result<DeadLettered, StoreError>,
+        (result, info, source): (Result<DeadLettered, StoreError>, DeadLetter, String),
         now: Instant,
     ) {
         self.finals_in_flight -= 1;
         match result {
-            Ok(DeadLettered::Moved(_)) => {
+            Ok(DeadLettered::Moved(dlq_id)) => {
                 metrics.deliveries.inc("dead_lettered");
+                self.trace_dead(id, dlq_id, &info, source);
                 jobs.written(id, now);
             }
             Ok(DeadLettered::NotPending) => {
+                self.untrace(id);
                 log::info!(
                     "{id} was no longer pending for this client when dead-lettering it (acknowledged or claimed elsewhere): nothing written"
                 );
                 jobs.written(id, now);
             }
             Ok(DeadLettered::Gone) => {
+                self.untrace(id);
                 log::error!(
                     "{id} was deleted while pending (stream trimmed by hand?): nothing to dead-letter"
                 );
@@ -220,7 +250,10 @@ impl Writes {
     ) {
         self.finals_in_flight -= 1;
         match result {
-            Ok(()) => jobs.written(id, now),
+            Ok(()) => {
+                self.untrace(id);
+                jobs.written(id, now);
+            }
             Err(_) => jobs.write_failed(id),
         }
     }

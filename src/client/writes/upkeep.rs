@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::{CLEANUP_EVERY, Event, HOUSEKEEPING_EVERY, TOUCH_CHUNK, Writes};
+use super::{CLEANUP_EVERY, Cleanup, Event, HOUSEKEEPING_EVERY, TOUCH_CHUNK, Writes};
 use crate::client::policy::jobs::{Effect, Jobs};
 use crate::error::Report;
 use crate::http::client::OutRequest;
@@ -58,33 +58,47 @@ impl Writes {
         }
         if self.cleanup.is_none() && now >= self.next_cleanup {
             self.next_cleanup = now + CLEANUP_EVERY;
-            self.cleanup = Some((true, 0));
+            self.cleanup = Some((Cleanup::Legacy, 0));
             self.clean_step();
         }
         jobs.retry_writes()
     }
 
     fn clean_step(&mut self) {
-        let Some((legacy, cursor)) = self.cleanup else {
+        let Some((phase, cursor)) = self.cleanup else {
             return;
         };
         let store = self.store.clone();
-        self.spawn(async move { Event::Cleaned(store.cleanup_attempts(legacy, cursor).await) });
+        self.spawn(async move {
+            Event::Cleaned(match phase {
+                Cleanup::Legacy => store.cleanup_attempts(true, cursor).await,
+                Cleanup::Counts => store.cleanup_attempts(false, cursor).await,
+                Cleanup::Records => store.cleanup_traces(cursor, 500).await,
+            })
+        });
     }
 
     pub fn cleaned(&mut self, result: Result<(u64, u64), StoreError>) {
-        let Some((legacy, _)) = self.cleanup else {
+        let Some((phase, _)) = self.cleanup else {
             return;
         };
         match result {
             Ok((next, removed)) => {
-                if removed > 0 {
-                    log::info!("removed {removed} attempt counts of entries no longer pending");
+                match phase {
+                    Cleanup::Records if removed > 0 => {
+                        log::debug!("removed {removed} outcome records of trimmed webhooks");
+                    }
+                    Cleanup::Records => {}
+                    _ if removed > 0 => {
+                        log::info!("removed {removed} attempt counts of entries no longer pending");
+                    }
+                    _ => {}
                 }
-                self.cleanup = match (next, legacy) {
-                    (0, true) => Some((false, 0)),
-                    (0, false) => None,
-                    (next, legacy) => Some((legacy, next)),
+                self.cleanup = match (next, phase) {
+                    (0, Cleanup::Legacy) => Some((Cleanup::Counts, 0)),
+                    (0, Cleanup::Counts) => Some((Cleanup::Records, 0)),
+                    (0, Cleanup::Records) => None,
+                    (next, phase) => Some((phase, next)),
                 };
                 self.clean_step();
             }

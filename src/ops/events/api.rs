@@ -1,0 +1,94 @@
+//! The events on the admin API, as JSON: `GET /events?since=&source=&status=&limit=`,
+//! `GET /events/<id>`, `POST /events/redeliver` with `{"ids":[…]}` or
+//! `{"since":"1h","source":"…","status":"…"}`.
+
+use serde_json::{Value, json};
+
+use super::{Filter, Redeliver};
+use crate::http::Response;
+use crate::ops::dlq::add_content_json;
+use crate::stream::{Store, StoreError};
+
+pub async fn list(store: &Store, query: &str) -> Response {
+    let pairs = query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")));
+    let filter = match Filter::from_pairs(pairs) {
+        Ok(f) => f,
+        Err(why) => return Response::error(400, &why),
+    };
+    match super::list(store, &filter, crate::clock::unix_ms()).await {
+        Ok(listing) => {
+            let events: Vec<Value> = listing.events.iter().map(super::Event::to_json).collect();
+            let body = json!({ "events": events, "complete": listing.complete });
+            Response::json(200, body.to_string())
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+pub async fn show(store: &Store, id: &str) -> Response {
+    let Ok(id) = id.parse() else {
+        return Response::error(404, "no such webhook");
+    };
+    match super::show(store, id).await {
+        Ok(Some((ev, entry))) => {
+            let mut v = ev.to_json();
+            add_content_json(&entry, &mut v);
+            Response::json(200, v.to_string())
+        }
+        Ok(None) => Response::error(404, "no such webhook"),
+        Err(e) => unavailable(&e),
+    }
+}
+
+pub async fn redeliver(store: &Store, body: &[u8]) -> Response {
+    let what = match selection(body) {
+        Ok(w) => w,
+        Err(why) => return Response::error(400, &why),
+    };
+    match super::redeliver(store, &what, crate::clock::unix_ms()).await {
+        Ok(out) => {
+            for (id, new_id) in &out.done {
+                log::info!("redelivering {id} as {new_id} (admin API)");
+            }
+            let status = match (out.unknown.is_empty(), out.refused.is_empty()) {
+                (true, true) => 200,
+                (false, _) => 404,
+                (true, false) => 409,
+            };
+            Response::json(status, out.to_json().to_string())
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `{"ids":[…]}`, or a filter with at least `since`.
+fn selection(body: &[u8]) -> Result<Redeliver, String> {
+    let v: Value = serde_json::from_slice(body).map_err(|_| "body must be JSON".to_owned())?;
+    if let Some(ids) = v.get("ids") {
+        let ids: Option<Vec<String>> = ids
+            .as_array()
+            .map(|a| a.iter().map(|i| i.as_str().map(str::to_owned)).collect())
+            .unwrap_or(None);
+        return match ids {
+            Some(ids) if !ids.is_empty() => Ok(Redeliver::Ids(ids)),
+            _ => Err("ids must be a non-empty list of strings".into()),
+        };
+    }
+    let Some(obj) = v.as_object().filter(|o| o.contains_key("since")) else {
+        return Err(r#"expected {"ids":[...]} or {"since":"1h",...}"#.into());
+    };
+    let mut pairs = Vec::new();
+    for (k, val) in obj {
+        let val = val.as_str().ok_or(format!("{k} must be a string"))?;
+        pairs.push((k.as_str(), val));
+    }
+    Filter::from_pairs(pairs).map(Redeliver::Matching)
+}
+
+fn unavailable(e: &StoreError) -> Response {
+    log::warn!("admin request failed: {}", crate::error::Report(e));
+    Response::error(503, "redis unavailable").with_header("Retry-After", "5")
+}

@@ -1,0 +1,328 @@
+//! What arrived and what became of it, shared by `crm-relay events`, `events show`,
+//! `redeliver` and the admin API: the webhooks in the stream (retention window), each with
+//! its status from the client's outcome records and the group's pending list.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::config::parse_duration;
+use crate::stream::{State, Store, StoreError, StreamId, Summary, Trace};
+
+pub mod api;
+mod redeliver;
+mod text;
+
+pub use redeliver::{Redeliver, Redelivered, redeliver};
+pub use text::{show_text, table};
+
+/// Webhooks read per round trip.
+const PAGE: usize = 500;
+/// At most this many webhooks are looked at for one listing (filters can be sparse).
+const MAX_SCAN: usize = 200_000;
+/// Most events one listing returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// Where a webhook stands for the configured group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Not yet read, or read and its first attempt not finished.
+    Pending,
+    /// Its last attempt failed; it will be tried again.
+    Retrying,
+    /// The app answered `2xx`.
+    Delivered,
+    /// Moved to the dead-letter stream.
+    Dead,
+    /// Acknowledged without an outcome record (delivered by an older version, by a client
+    /// of another deployment, or the record was lost): done, details unknown.
+    Acknowledged,
+}
+
+impl Status {
+    pub const NAMES: &'static str = "pending, retrying, delivered, dead, acknowledged";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Retrying => "retrying",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+            Status::Acknowledged => "acknowledged",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        [
+            Status::Pending,
+            Status::Retrying,
+            Status::Delivered,
+            Status::Dead,
+            Status::Acknowledged,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    /// Whether a redelivery makes sense: the webhook is no longer being delivered.
+    pub fn finished(self) -> bool {
+        matches!(
+            self,
+            Status::Delivered | Status::Dead | Status::Acknowledged
+        )
+    }
+}
+
+/// A webhook's status from its outcome record, whether the group holds it, and whether
+/// the group has read it at all. Pure.
+pub fn status_of(trace: Option<&Trace>, pending: bool, unread: bool) -> Status {
+    match trace.map(|t| t.state) {
+        Some(State::Delivered) => Status::Delivered,
+        Some(State::Dead) => Status::Dead,
+        Some(State::Retrying) if pending => Status::Retrying,
+        _ if pending || unread => Status::Pending,
+        _ => Status::Acknowledged,
+    }
+}
+
+/// Which webhooks a listing (or a redelivery by filter) covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// Only those received within this long before now (`None`: the whole stream).
+    pub since: Option<Duration>,
+    pub source: Option<String>,
+    pub status: Option<Status>,
+    pub limit: usize,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            since: None,
+            source: None,
+            status: None,
+            limit: 50,
+        }
+    }
+}
+
+impl Filter {
+    /// From `name=value` pairs (`since`, `source`, `status`, `limit`): the admin API's query
+    /// and the command line's options alike.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Filter, String> {
+        let mut f = Filter::default();
+        for (name, value) in pairs {
+            match name {
+                "since" => {
+                    let d = parse_duration(value)
+                        .map_err(|_| format!("since {value:?}: expected a duration like 1h"))?;
+                    f.since = Some(d);
+                }
+                "source" => f.source = Some(value.to_owned()),
+                "status" => {
+                    f.status = Some(Status::parse(value).ok_or_else(|| {
+                        format!("status {value:?}: expected one of {}", Status::NAMES)
+                    })?);
+                }
+                "limit" => {
+                    f.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_LIMIT).contains(n))
+                        .ok_or_else(|| format!("limit {value:?}: expected 1..{MAX_LIMIT}"))?;
+                }
+                other => return Err(format!("unknown filter {other:?}")),
+            }
+        }
+        Ok(f)
+    }
+
+    fn matches(&self, s: &Summary, status: Status) -> bool {
+        self.source.as_ref().is_none_or(|src| *src == s.source)
+            && self.status.is_none_or(|st| st == status)
+    }
+}
+
+/// One webhook and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub summary: Summary,
+    pub status: Status,
+    pub trace: Option<Trace>,
+}
+
+impl Event {
+    pub fn to_json(&self) -> Value {
+        let s = &self.summary;
+        json!({
+            "id": s.id,
+            "relay_id": s.relay_id,
+            "received_at": s.received_at,
+            "source": s.source,
+            "method": s.method,
+            "path": s.path,
+            "remote": s.remote,
+            "size": s.size,
+            "redelivery_of": (!s.redelivery_of.is_empty()).then_some(&s.redelivery_of),
+            "replay_of": (!s.replay_of.is_empty()).then_some(&s.replay_of),
+            "status": self.status.as_str(),
+            "outcome": self.trace.as_ref().map(Trace::to_json),
+        })
+    }
+}
+
+/// A listing, newest first; `complete` is false when `MAX_SCAN` stopped it early.
+pub struct Listing {
+    pub events: Vec<Event>,
+    pub complete: bool,
+}
+
+/// The webhooks `filter` selects, newest first.
+pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing, StoreError> {
+    let since_ms = filter
+        .since
+        .map_or(0, |d| now_ms.saturating_sub(d.as_millis() as u64));
+    let last_read = store.last_delivered().await?;
+    let mut events = Vec::new();
+    let mut before = None;
+    let mut scanned = 0;
+    loop {
+        let page = store.page(before, since_ms, PAGE).await?;
+        let (Some(newest), Some(oldest)) = (page.first(), page.last()) else {
+            return Ok(Listing {
+                events,
+                complete: true,
+            });
+        };
+        let ids: Vec<StreamId> = page.iter().map(Summary::stream_id).collect();
+        let pending = store
+            .pending_between(oldest.stream_id(), newest.stream_id(), PAGE)
+            .await?;
+        let traces = store.traces(&ids).await?;
+        let full = page.len() == PAGE;
+        before = Some(oldest.stream_id());
+        scanned += page.len();
+        for ((summary, trace), id) in page.into_iter().zip(traces).zip(&ids) {
+            let unread = last_read.is_none_or(|l| *id > l);
+            let status = status_of(trace.as_ref(), pending.contains(id), unread);
+            if filter.matches(&summary, status) {
+                events.push(Event {
+                    summary,
+                    status,
+                    trace,
+                });
+                if events.len() == filter.limit {
+                    return Ok(Listing {
+                        events,
+                        complete: true,
+                    });
+                }
+            }
+        }
+        if !full || scanned >= MAX_SCAN {
+            return Ok(Listing {
+                events,
+                complete: !full,
+            });
+        }
+    }
+}
+
+/// One webhook: its event and its entry (headers, body), or `None` when it is not (or no
+/// longer) in the stream.
+pub async fn show(
+    store: &Store,
+    id: StreamId,
+) -> Result<Option<(Event, crate::stream::Entry)>, StoreError> {
+    let Some(entry) = store.entry(id).await? else {
+        return Ok(None);
+    };
+    let summary = summary_of(&entry);
+    let trace = store.traces(&[id]).await?.pop().flatten();
+    let pending = store.pending_between(id, id, 1).await?.contains(&id);
+    let unread = store.last_delivered().await?.is_none_or(|l| id > l);
+    let status = status_of(trace.as_ref(), pending, unread);
+    Ok(Some((
+        Event {
+            summary,
+            status,
+            trace,
+        },
+        entry,
+    )))
+}
+
+fn summary_of(entry: &crate::stream::Entry) -> Summary {
+    let text = |name: &str| {
+        entry
+            .field(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    Summary {
+        id: entry.id.clone(),
+        relay_id: entry.relay_id(),
+        received_at: text("received_at").parse().unwrap_or(0),
+        method: text("method"),
+        path: text("path"),
+        source: text("source"),
+        remote: text("remote"),
+        redelivery_of: text("redelivery_of"),
+        replay_of: text("replay_of"),
+        size: entry.field("body").map_or(0, |b| b.len() as u64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trace(state: State) -> Trace {
+        Trace {
+            state,
+            source: String::new(),
+            attempt: 1,
+            status: None,
+            error: None,
+            took_ms: 0,
+            at: 0,
+            answer: None,
+            dlq_id: None,
+        }
+    }
+
+    #[test]
+    fn status_follows_the_record_then_the_group() {
+        let (d, r, x) = (
+            trace(State::Delivered),
+            trace(State::Retrying),
+            trace(State::Dead),
+        );
+        assert_eq!(status_of(Some(&d), false, false), Status::Delivered);
+        assert_eq!(status_of(Some(&x), false, false), Status::Dead);
+        assert_eq!(status_of(Some(&r), true, false), Status::Retrying);
+        // Retrying once, then finished elsewhere (another consumer): done, details unknown.
+        assert_eq!(status_of(Some(&r), false, false), Status::Acknowledged);
+        assert_eq!(status_of(None, false, true), Status::Pending);
+        assert_eq!(status_of(None, true, false), Status::Pending);
+        assert_eq!(status_of(None, false, false), Status::Acknowledged);
+    }
+
+    #[test]
+    fn filters_parse_with_precise_errors() {
+        let f = Filter::from_pairs([("since", "1h"), ("status", "dead"), ("limit", "5")]).unwrap();
+        assert_eq!(f.since, Some(Duration::from_secs(3600)));
+        assert_eq!(f.status, Some(Status::Dead));
+        assert_eq!(f.limit, 5);
+        assert!(
+            Filter::from_pairs([("status", "done")])
+                .unwrap_err()
+                .contains("pending")
+        );
+        assert!(Filter::from_pairs([("limit", "0")]).is_err());
+        assert!(Filter::from_pairs([("since", "soon")]).is_err());
+        assert!(Filter::from_pairs([("colour", "red")]).is_err());
+    }
+}
