@@ -119,7 +119,7 @@ impl Client {
         let (feed_tx, feed_rx) = mpsc::channel(16);
         let reader = Reader::new(
             &common.redis_url,
-            common.ca_pem.as_deref(),
+            common.redis_roots().as_deref(),
             &common.stream,
             &config.common.group,
             &config.consumer,

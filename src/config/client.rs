@@ -47,7 +47,7 @@ impl ClientConfig {
         })?;
         // TLS settings (bundled roots plus RELAY_CA_FILE) for whichever URL is https://.
         let tls = || {
-            crate::tls::client_config(common.ca_pem.as_deref())
+            crate::tls::client_config(common.ca_pem.as_deref(), common.system_roots.as_ref())
                 .map_err(|e| ConfigError::new("RELAY_CA_FILE", e))
         };
         let endpoint = |name: &str, url: &str| {
@@ -95,13 +95,14 @@ impl ClientConfig {
     /// Redis URL, shown without credentials).
     pub fn summary(&self) -> String {
         format!(
-            "target={} health={} admin={} redis={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            "target={} health={} admin={} redis={} tls_trust={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
             self.target.target().display(),
             self.health
                 .as_ref()
                 .map_or_else(|| "off".to_owned(), |h| h.target().display()),
             admin_display(self.admin.as_ref()),
             self.common.redis_display(),
+            self.common.trust_display(),
             self.common.stream,
             self.common.dlq_stream,
             self.common.group,

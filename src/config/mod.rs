@@ -29,6 +29,9 @@ pub struct CommonConfig {
     pub log_level: log::LevelFilter,
     /// `RELAY_CA_FILE`: extra PEM roots for `rediss://` and `https://`, read and checked at start.
     pub ca_pem: Option<Vec<u8>>,
+    /// The system trust store (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the distribution's bundle),
+    /// trusted besides the bundled roots and `RELAY_CA_FILE`.
+    pub system_roots: Option<crate::tls::SystemRoots>,
     /// `RELAY_GROUP`: the consumer group the client delivers for, and whose outcomes
     /// `events` reports.
     pub group: String,
@@ -73,8 +76,35 @@ impl CommonConfig {
             dlq_stream: non_empty(get, "RELAY_DLQ_STREAM", "relay:{webhooks}:dlq")?,
             log_level: parse_level(get)?,
             ca_pem: ca_file(get)?,
+            system_roots: crate::tls::system_roots(get),
             group: client::non_blank(get, "RELAY_GROUP", "relay"),
         })
+    }
+
+    /// The roots `rediss://` trusts besides none (then the bundled ones): the system store
+    /// and `RELAY_CA_FILE`, as one PEM text.
+    pub fn redis_roots(&self) -> Option<Vec<u8>> {
+        if self.ca_pem.is_none() && self.system_roots.is_none() {
+            return None;
+        }
+        let mut pem = self
+            .system_roots
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.pem.clone());
+        pem.extend_from_slice(self.ca_pem.as_deref().unwrap_or_default());
+        Some(pem)
+    }
+
+    /// What TLS trusts, for the start line.
+    pub fn trust_display(&self) -> String {
+        let mut parts = vec!["bundled".to_owned()];
+        if let Some(s) = &self.system_roots {
+            parts.push(format!("{s:?}"));
+        }
+        if self.ca_pem.is_some() {
+            parts.push("RELAY_CA_FILE".into());
+        }
+        parts.join(" + ")
     }
 
     /// The Redis address for log lines: scheme, host, port and database, never credentials.
@@ -141,10 +171,11 @@ impl ServerConfig {
     /// The effective configuration for the start-up log line: no secret, only counts.
     pub fn summary(&self) -> String {
         format!(
-            "listen={} admin={} redis={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} log={}",
+            "listen={} admin={} redis={} tls_trust={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} log={}",
             self.listen,
             admin_display(self.admin.as_ref()),
             self.common.redis_display(),
+            self.common.trust_display(),
             self.common.stream,
             self.retention,
             self.max_stream_len,

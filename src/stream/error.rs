@@ -20,7 +20,24 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Timeout(d) => write!(f, "redis did not answer within {d:?}"),
-            StoreError::Connection(_) => f.write_str("redis connection failed"),
+            StoreError::Connection(e) => {
+                let text = e.to_string();
+                if text.contains("UnknownIssuer") {
+                    write!(
+                        f,
+                        "redis connection failed ({})",
+                        crate::http::client::UNKNOWN_ISSUER
+                    )
+                } else if text.contains("CaUsedAsEndEntity") {
+                    write!(
+                        f,
+                        "redis connection failed ({})",
+                        crate::http::client::CA_AS_LEAF
+                    )
+                } else {
+                    f.write_str("redis connection failed")
+                }
+            }
             StoreError::Refused(_) => f.write_str("redis refused the command"),
             StoreError::Protocol(what) => write!(f, "unexpected redis reply: {what}"),
         }

@@ -124,7 +124,10 @@ impl Store {
             stream: config.stream.clone(),
             dlq: config.dlq_stream.clone(),
         };
-        Ok(Self::new(&config.redis_url, config.ca_pem.as_deref(), keys)?.with_group(&config.group))
+        Ok(
+            Self::new(&config.redis_url, config.redis_roots().as_deref(), keys)?
+                .with_group(&config.group),
+        )
     }
 
     /// The same store acting for consumer group `group`.

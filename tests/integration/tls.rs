@@ -91,6 +91,37 @@ impl Pki {
             "-extfile",
             "ext.cnf",
         ]);
+        // Self-signed server certificates, as `openssl req -x509` makes them (CA:TRUE), and
+        // one marked as a leaf (CA:FALSE).
+        for (name, extra) in [
+            ("selfsigned", None),
+            ("leaf", Some("basicConstraints=critical,CA:FALSE")),
+        ] {
+            let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+            let mut args = vec![
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ];
+            if let Some(e) = extra {
+                args.extend(["-addext", e]);
+            }
+            run(&args);
+        }
         Pki { dir }
     }
 
@@ -197,15 +228,21 @@ async fn rediss_with_the_right_ca_stores_and_a_wrong_ca_is_refused() {
     assert_eq!(code, 1);
 }
 
-/// An HTTPS sink answering 200 to every request, recording bodies.
+/// An HTTPS sink with the certificate signed by the test CA.
 async fn https_sink(pki: &Pki) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    https_sink_with(pki, "server").await
+}
+
+/// An HTTPS sink answering 200 to every request, recording bodies, with certificate
+/// `<name>.pem`.
+async fn https_sink_with(pki: &Pki, name: &str) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs: Vec<CertificateDer<'static>> =
-        CertificateDer::pem_slice_iter(&pki.read("server.pem"))
+        CertificateDer::pem_slice_iter(&pki.read(&format!("{name}.pem")))
             .collect::<Result<_, _>>()
             .unwrap();
-    let key = PrivateKeyDer::from_pem_slice(&pki.read("server.key")).unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&pki.read(&format!("{name}.key"))).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -329,4 +366,121 @@ async fn https_targets_are_verified_against_the_ca_file() {
     );
     assert!(client.metrics.deliveries.get("retried") >= 1);
     client.stop().await;
+}
+
+/// The system trust store counts like the bundled roots: a CA installed there (here through
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR`, as OpenSSL reads them) is trusted for `https://` and
+/// `rediss://` without `RELAY_CA_FILE`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_system_trust_store_is_honoured_for_https_and_rediss() {
+    let pki = Pki::new();
+    let (url, bodies) = https_sink(&pki).await;
+    let ca = pki.path("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let plain = Redis::start().await;
+    let target = |file: &str| {
+        run_relay(
+            &["check", "client"],
+            &[
+                ("REDIS_URL", &plain.url()),
+                ("RELAY_TARGET_URL", &url),
+                ("SSL_CERT_FILE", file),
+            ],
+        )
+    };
+    let (code, out, _) = target(ca);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("ok: target {url} reachable")),
+        "{out}"
+    );
+    assert!(
+        out.contains("tls_trust=bundled + ") && out.contains("ca.pem (1 certificates)"),
+        "{out}"
+    );
+    // Without it (another file as the system store), the same target is untrusted.
+    let other = pki.path("other-ca.pem");
+    let (code, out, _) = target(other.to_str().unwrap());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("TLS: unknown issuer") && out.contains("RELAY_CA_FILE"),
+        "{out}"
+    );
+
+    let client = RelayClient::start(client_config(
+        &plain.url(),
+        "t:sys",
+        &url,
+        &[("SSL_CERT_FILE", ca)],
+    ));
+    let relay = Relay::start(&plain, "t:sys").await;
+    relay
+        .request(&post(
+            "/webhook",
+            &[("X-API-Key", API_KEY)],
+            b"via the system store",
+        ))
+        .await
+        .id();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            bodies.lock().unwrap().len() == 1
+        })
+        .await
+    );
+    client.stop().await;
+
+    // rediss:// through a directory of certificates (key files and others in it are skipped).
+    let tls = tls_redis(&pki).await;
+    let dir = pki.path("");
+    let (code, out, _) = run_relay(
+        &["check", "server"],
+        &[
+            ("REDIS_URL", &tls.url()),
+            ("RELAY_API_KEYS", "k"),
+            ("SSL_CERT_FILE", "/nonexistent"),
+            ("SSL_CERT_DIR", dir.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Self-signed server certificates get errors that say what to do: a leaf (CA:FALSE) given
+/// as RELAY_CA_FILE is refused at start; one marked CA:TRUE is refused at the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_certificates_get_errors_that_say_what_to_do() {
+    let pki = Pki::new();
+    let redis = Redis::start().await;
+    let (url, bodies) = https_sink_with(&pki, "selfsigned").await;
+    let leaf = pki.path("leaf.pem");
+    let (code, _, err) = run_relay(
+        &["check", "client"],
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("RELAY_TARGET_URL", &url),
+            ("RELAY_CA_FILE", leaf.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("RELAY_CA_FILE")
+            && err.contains("not a CA")
+            && err.contains("sign the server's certificate"),
+        "{err}"
+    );
+    let ss = pki.path("selfsigned.pem");
+    let (code, out, _) = run_relay(
+        &["check", "client"],
+        &[
+            ("REDIS_URL", &redis.url()),
+            ("RELAY_TARGET_URL", &url),
+            ("RELAY_CA_FILE", ss.to_str().unwrap()),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("presents a CA certificate as its own") && out.contains("Make a CA"),
+        "{out}"
+    );
+    assert!(bodies.lock().unwrap().is_empty());
 }

@@ -74,6 +74,11 @@ fn connect_words(e: &std::io::Error, host: &str) -> String {
     }
 }
 
+/// What an unknown issuer means and what to do: shared with `rediss://` errors.
+pub const UNKNOWN_ISSUER: &str = "TLS: unknown issuer: the certificate is not signed by a CA the relay trusts (the bundled roots, the system store, RELAY_CA_FILE). A private CA? Put its certificate in RELAY_CA_FILE. A self-signed server certificate cannot be trusted as such: sign it with a CA (README, TLS)";
+/// A server presenting a CA certificate (`openssl req -x509` makes one) as its own.
+pub const CA_AS_LEAF: &str = "TLS: the server presents a CA certificate as its own (a self-signed certificate made with `openssl req -x509`?). Make a CA, sign a server certificate (CA:FALSE) with it, and put the CA in RELAY_CA_FILE (README, TLS)";
+
 /// rustls errors in the words an operator searches for.
 fn tls_words(e: &std::io::Error, host: &str) -> String {
     use rustls::{CertificateError, Error};
@@ -81,8 +86,11 @@ fn tls_words(e: &std::io::Error, host: &str) -> String {
         return format!("TLS handshake: {e}");
     };
     match err {
-        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "TLS: unknown issuer (a private CA? set RELAY_CA_FILE to its certificate)".to_owned()
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => UNKNOWN_ISSUER.to_owned(),
+        Error::InvalidCertificate(CertificateError::Other(o))
+            if o.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            CA_AS_LEAF.to_owned()
         }
         Error::InvalidCertificate(
             CertificateError::Expired | CertificateError::ExpiredContext { .. },

@@ -20,6 +20,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 
+pub use conn::{CA_AS_LEAF, UNKNOWN_ISSUER};
 pub use response::{Answer, BODY_START};
 pub use target::Target;
 
