@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks deploy/*.service with `systemd-analyze verify` (installs systemd when missing).
+# Checks deploy/*.service and deploy/*.socket with `systemd-analyze verify` (installs systemd when missing).
 # The units point at /usr/local/bin/crm-relay; verify needs the executable to exist, so they
 # are checked in a copy that points at the freshly built binary.
 set -euo pipefail
@@ -18,16 +18,16 @@ fi
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 # The tunnel unit's ssh may be missing where this runs: verify the unit, not the machine.
 ssh_bin=/usr/bin/ssh; [ -x "$ssh_bin" ] || ssh_bin=/bin/true
-for unit in deploy/*.service; do
+for unit in deploy/*.service deploy/*.socket; do
   sed -e "s#/usr/local/bin/crm-relay#$bin#g" -e "s#/usr/bin/ssh#$ssh_bin#g" "$unit" >"$work/$(basename "$unit")"
 done
 # systemd-analyze reports some mistakes (an unknown Restart= value, say) only as warnings
 # with exit code 0: any output at all counts as a problem.
 rc=0
-out=$(cd "$work" && systemd-analyze verify ./*.service 2>&1) || rc=$?
+out=$(cd "$work" && systemd-analyze verify ./*.service ./*.socket 2>&1) || rc=$?
 if [ "$rc" -ne 0 ] || [ -n "$out" ]; then
   printf '%s\n' "$out" >&2
   echo "verify-systemd: problems found (exit $rc)" >&2
   exit 1
 fi
-echo "verify-systemd: deploy/*.service OK"
+echo "verify-systemd: deploy/*.service deploy/*.socket OK"

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use tokio::net::TcpListener;
 
@@ -16,31 +17,14 @@ use crate::ops::admin::Admin;
 use crate::ops::dlq::{self, Outcome};
 use crate::ops::durability::{self, Level};
 use crate::ops::run;
-use crate::server::Server;
+use crate::server::{Reload, Server};
 use crate::shutdown::{self, Shutdown};
 use crate::stream::Store;
 
 /// Runs the command line `args` (without the program name).
 pub fn main(args: &[String]) -> Result<(), Fatal> {
     let invocation = cli::parse(args)?;
-    let file_vars = match &invocation.env_file {
-        None => HashMap::new(),
-        Some(path) => envfile::read(path).map_err(|error| Fatal::EnvFile {
-            path: path.clone(),
-            error,
-        })?,
-    };
-    // A typo in a variable's name is an error, not a setting silently ignored.
-    let env_names: Vec<String> = std::env::vars_os()
-        .filter_map(|(k, _)| k.into_string().ok())
-        .collect();
-    crate::config::names::check(env_names.iter().chain(file_vars.keys()).map(String::as_str))?;
-    // A variable set in the environment wins over the file.
-    let lookup = move |name: &str| {
-        std::env::var(name)
-            .ok()
-            .or_else(|| file_vars.get(name).cloned())
-    };
+    let lookup = variables(invocation.env_file.as_deref())?;
     match &invocation.command {
         Command::Help => {
             print!("{HELP}");
@@ -50,7 +34,15 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
             println!("crm-relay {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Server => server(&lookup),
+        Command::Server => {
+            // SIGHUP reads the same sources again: the environment and the env file.
+            let env_file = invocation.env_file.clone();
+            let reload: Reload = Box::new(move || {
+                let get = variables(env_file.as_deref()).map_err(|e| Report(&e).to_string())?;
+                ServerConfig::load(&get).map_err(|e| Report(&e).to_string())
+            });
+            server(&lookup, reload)
+        }
         Command::Client => client(&lookup),
         Command::Check(role) => {
             let usable = runtime()?.block_on(crate::ops::check::run(&lookup, *role))?;
@@ -77,6 +69,27 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
         }),
         Command::Health(role) => runtime()?.block_on(run::health(&lookup, *role)),
     }
+}
+
+/// The configuration's variables: the environment, then the env file (a variable set in the
+/// environment wins). A typo in a `RELAY_*` name is an error, not a setting silently ignored.
+fn variables(env_file: Option<&Path>) -> Result<impl Fn(&str) -> Option<String>, Fatal> {
+    let file_vars = match env_file {
+        None => HashMap::new(),
+        Some(path) => envfile::read(path).map_err(|error| Fatal::EnvFile {
+            path: path.to_owned(),
+            error,
+        })?,
+    };
+    let env_names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .collect();
+    crate::config::names::check(env_names.iter().chain(file_vars.keys()).map(String::as_str))?;
+    Ok(move |name: &str| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| file_vars.get(name).cloned())
+    })
 }
 
 /// Says why a command failed: usage errors with the help hint, role failures through the
@@ -118,6 +131,20 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Fatal
     Ok(listener)
 }
 
+/// The listening socket systemd passed (socket activation): it stays open across restarts,
+/// so connections arriving while the server restarts wait in its queue instead of being
+/// refused.
+fn adopt(socket: std::net::TcpListener, configured: SocketAddr) -> Result<TcpListener, Fatal> {
+    socket.set_nonblocking(true).map_err(Fatal::Start)?;
+    let listener = TcpListener::from_std(socket).map_err(Fatal::Start)?;
+    let addr = listener.local_addr().map_err(Fatal::Start)?;
+    log::info!("listening on {addr} (RELAY_LISTEN, socket passed by systemd)");
+    if addr != configured {
+        log::info!("RELAY_LISTEN={configured} is not used: the passed socket decides");
+    }
+    Ok(listener)
+}
+
 /// Starts the admin listener, if the role has one.
 async fn serve_admin(admin: Option<(SocketAddr, Admin)>, shutdown: &Shutdown) -> Result<(), Fatal> {
     if let Some((addr, admin)) = admin {
@@ -129,9 +156,11 @@ async fn serve_admin(admin: Option<(SocketAddr, Admin)>, shutdown: &Shutdown) ->
     Ok(())
 }
 
-fn server(get: Lookup) -> Result<(), Fatal> {
+fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
     let config = ServerConfig::load(get)?;
     init_logger(config.common.log_level);
+    // Before any thread starts: taking the socket clears LISTEN_FDS from the environment.
+    let activated = listenfd::ListenFd::from_env().take_tcp_listener(0);
     runtime()?.block_on(async {
         let listen = config.listen;
         log::info!(
@@ -141,10 +170,17 @@ fn server(get: Lookup) -> Result<(), Fatal> {
         );
         let server = Server::new(config)?;
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
-        let listener = bind("RELAY_LISTEN", listen).await?;
+        let hangups = shutdown::hangups().map_err(Fatal::Start)?;
+        let listener = match activated {
+            Ok(Some(socket)) => adopt(socket, listen)?,
+            Ok(None) => bind("RELAY_LISTEN", listen).await?,
+            Err(e) => return Err(Fatal::Start(e)),
+        };
         serve_admin(server.admin(), &shutdown).await?;
         log_durability(server.store()).await;
-        server.run(listener, shutdown).await;
+        server
+            .run(listener, shutdown, Some((hangups, reload)))
+            .await;
         log::info!("server stopped");
         Ok(())
     })
@@ -171,6 +207,13 @@ fn client(get: Lookup) -> Result<(), Fatal> {
         );
         let client = Client::new(config)?;
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
+        // SIGHUP must not end the client (its default action); it has nothing to reload.
+        let mut hangups = shutdown::hangups().map_err(Fatal::Start)?;
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                log::info!("SIGHUP: the client has nothing to reload; restart it to apply configuration changes");
+            }
+        });
         serve_admin(client.admin(), &shutdown).await?;
         client.run(shutdown).await?;
         log::info!("client stopped");

@@ -58,6 +58,11 @@ pub fn on_signals() -> std::io::Result<Shutdown> {
     Ok(shutdown)
 }
 
+/// SIGHUP, from now on (its default action, ending the process, no longer applies).
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -53,10 +53,14 @@ pub async fn serve_connection<H: Handler>(
         out: Vec::new(),
         limits,
         shutdown,
+        served: 0,
     };
     let why = loop {
         match conn.serve_one(&*handler).await {
-            Ok(true) => continue,
+            Ok(true) => {
+                conn.served += 1;
+                continue;
+            }
             Ok(false) => break "done",
             Err(Stop::Quiet(why)) => break why,
             Err(Stop::Answer(resp)) => {
@@ -86,7 +90,16 @@ struct Conn {
     out: Vec<u8>,
     limits: Arc<Limits>,
     shutdown: Shutdown,
+    /// Requests answered on this connection so far.
+    served: u32,
 }
+
+/// After shutdown, how long a connection accepted just before it gets for its first request:
+/// its sender connected while we were accepting, and its request is on the way.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
+/// After shutdown, how long an idle keep-alive connection is watched for a request already
+/// on the way before it is closed (a request sent as we close would be reset).
+const KEEP_ALIVE_GRACE: Duration = Duration::from_millis(100);
 
 impl Conn {
     /// Answers a refusal, then closes gracefully: the write side first (the answer is
@@ -160,13 +173,23 @@ impl Conn {
             // request) while it waits.
             self.buf = Vec::new();
             let idle = self.limits.idle_timeout;
+            let grace = match self.served {
+                0 => FIRST_REQUEST_GRACE,
+                _ => KEEP_ALIVE_GRACE,
+            };
             let mut shutdown = self.shutdown.clone();
+            let stopping = async {
+                shutdown.wait().await;
+                tokio::time::sleep(grace).await;
+            };
+            // A request that starts within the grace is read and answered (with
+            // `Connection: close`); `fill` is cancel-safe, so nothing read is lost.
             tokio::select! {
                 r = timeout(idle, self.fill()) => match r {
                     Err(_) => return Err(Stop::Quiet("idle timeout")),
                     Ok(r) => r?,
                 },
-                _ = shutdown.wait() => return Err(Stop::Quiet("shutdown")),
+                () = stopping => return Err(Stop::Quiet("shutdown")),
             }
         }
         let deadline = Deadline::now() + self.limits.header_timeout;

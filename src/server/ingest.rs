@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use super::auth::{Admit, AuthError, Authenticator};
+use super::auth::{Admit, AuthError};
 use super::backlog::Cap;
+use super::credentials::Keyring;
 use super::forwarded::{self, Cidr};
 use super::handshake;
-use crate::config::{Secret, ServerConfig};
+use crate::config::ServerConfig;
 use crate::error::Report;
 use crate::http::{self, Admission, Budget, Framing, Head, Request, Response};
 use crate::log_limit::LogLimit;
@@ -44,8 +45,8 @@ enum Route<'a> {
 
 /// The handler: credentials, the store, the backlog cap's flag.
 pub struct Ingest {
-    auth: Authenticator,
-    verify_token: Option<Secret>,
+    /// API keys, app secrets, verify token: replaced on SIGHUP.
+    pub keys: Arc<Keyring>,
     store: Arc<Store>,
     metrics: Arc<ServerMetrics>,
     /// The backlog cap.
@@ -66,8 +67,7 @@ impl Ingest {
         let unverified = Budget::new(config.unverified_budget, metrics.unverified_bytes.clone());
         Ingest {
             unverified,
-            auth: Authenticator::new(&config.api_keys, &config.app_secrets),
-            verify_token: config.verify_token.clone(),
+            keys: Arc::new(Keyring::new(config)),
             store,
             metrics,
             cap,
@@ -79,7 +79,7 @@ impl Ingest {
     /// A webhook POST from its head: a valid key reads it; a signature reads it within the
     /// unverified budget; anything else is refused before a byte of the body is read.
     fn admit_webhook(&self, head: &Head, remote: &str) -> Admission {
-        match self.auth.precheck(&head.headers) {
+        match self.keys.current().auth.precheck(&head.headers) {
             Ok(Admit::Key) => Admission::Read(None),
             Ok(Admit::VerifyBody) => {
                 let bytes = match head.framing {
@@ -125,11 +125,12 @@ impl Ingest {
 
     async fn store_webhook(&self, source: Option<&str>, req: Request) -> Response {
         let remote = forwarded::remote(req.remote, &req.head.headers, &self.trusted_proxies);
-        if let Err(e) = self.auth.authenticate(&req.head.headers, &req.body) {
+        let keys = self.keys.current();
+        if let Err(e) = keys.auth.authenticate(&req.head.headers, &req.body) {
             return self.unauthenticated(e, &remote);
         }
         let mut headers = req.head.headers;
-        self.auth.strip_credentials(&mut headers);
+        keys.auth.strip_credentials(&mut headers);
         let record = Record {
             received_at: crate::clock::unix_ms(),
             method: req.head.method,
@@ -194,7 +195,7 @@ impl http::Handler for Ingest {
         match (route, req.head.method.as_str()) {
             // Meta calls the callback URL that was registered, with or without a source.
             (Route::Webhook(_), "GET" | "HEAD") => {
-                handshake::answer(self.verify_token.as_ref(), &req.head)
+                handshake::answer(self.keys.current().verify_token.as_ref(), &req.head)
             }
             (Route::Health, "GET" | "HEAD") => crate::ops::health(&self.store).await,
             (route, method) => without_body(route, method),

@@ -8,6 +8,7 @@
 
 mod auth;
 mod backlog;
+mod credentials;
 mod forwarded;
 mod handshake;
 mod ingest;
@@ -79,8 +80,14 @@ impl Server {
         &self.store
     }
 
-    /// Serves `listener` until `shutdown`, then drains open connections.
-    pub async fn run(self, listener: TcpListener, shutdown: Shutdown) {
+    /// Serves `listener` until `shutdown`, then drains open connections. With `reload`, each
+    /// SIGHUP swaps in the credentials of a freshly read configuration.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: Shutdown,
+        reload: Option<(tokio::signal::unix::Signal, Reload)>,
+    ) {
         let config = &self.config;
         let cap = Arc::new(backlog::Cap::new(config.max_stream_len));
         let handler = Arc::new(Ingest::new(
@@ -97,6 +104,10 @@ impl Server {
             self.metrics.clone(),
             shutdown.clone(),
         ));
+        let reloads = reload.map(|(hangups, reload)| {
+            let (keys, started) = (handler.keys.clone(), config.summary());
+            tokio::spawn(reload_on_hangup(hangups, reload, keys, started))
+        });
         let logs = tokio::spawn(async {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
@@ -108,5 +119,38 @@ impl Server {
         watch.abort();
         trim.abort();
         logs.abort();
+        if let Some(r) = reloads {
+            r.abort();
+        }
+    }
+}
+
+/// Re-reads the configuration: the environment and the env file, as at start.
+pub type Reload = Box<dyn Fn() -> Result<ServerConfig, String> + Send + Sync>;
+
+/// On each SIGHUP: new credentials from a valid configuration (what changed, by count), a
+/// warning naming settings that need a restart; an invalid one changes nothing.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    reload: Reload,
+    keys: Arc<credentials::Keyring>,
+    started: String,
+) {
+    while hangups.recv().await.is_some() {
+        match reload() {
+            Ok(config) => {
+                log::info!("SIGHUP: credentials reloaded: {}", keys.replace(&config));
+                let rest = credentials::needs_restart(&started, &config.summary());
+                if !rest.is_empty() {
+                    log::warn!(
+                        "SIGHUP: {} changed; restart the server to apply (the running values stay)",
+                        rest.join(", ")
+                    );
+                }
+            }
+            Err(e) => log::error!(
+                "SIGHUP: the configuration is invalid, the running credentials stay: {e}"
+            ),
+        }
     }
 }

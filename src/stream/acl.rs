@@ -15,6 +15,7 @@ pub const SERVER: &[Probe] = &[
     ("XINFO GROUPS", &[]),
     ("XPENDING", &["g"]),
     ("XTRIM", &["MINID", "=", "0"]),
+    ("EVAL", &[]), // the exact backlog cap
 ];
 
 /// What the client runs (dead letters and the DLQ tools included).
@@ -33,6 +34,10 @@ pub const CLIENT: &[Probe] = &[
     ("HDEL", &["f"]),
     ("HSCAN", &["0"]),
     ("EVAL", &[]),
+    // Acknowledgements are MULTI/EXEC: without them each XACK still runs, but the client
+    // sees an error and writes it again and again.
+    ("MULTI", &[]),
+    ("EXEC", &[]),
 ];
 
 /// Wanted by the client but not needed: `PUBLISH` on `<stream>:activity` (a channel, so the
@@ -58,6 +63,19 @@ impl Store {
                 }
                 "EVAL" => {
                     cmd.arg("return 1").arg(0);
+                }
+                // Permissions are checked before arity and state: EXEC alone answers
+                // NOPERM or "EXEC without MULTI"; MULTI is followed by EXEC right away.
+                "EXEC" => {}
+                "MULTI" => {
+                    let mut pipe = redis::pipe();
+                    pipe.cmd("MULTI").cmd("EXEC");
+                    match self.run_pipe::<redis::Value>(&pipe, 0).await {
+                        Err(e) if e.code() == Some("NOPERM") => denied.push(*name),
+                        Err(e) if !e.is_refusal() => return Err(e),
+                        _ => {}
+                    }
+                    continue;
                 }
                 _ => {
                     cmd.arg(&key).arg(*args);

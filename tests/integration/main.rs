@@ -2,6 +2,7 @@
 
 mod support;
 
+mod acl;
 mod chaos;
 mod client_delivery;
 mod client_process;
@@ -12,6 +13,7 @@ mod faults;
 mod http_framing;
 mod operate;
 mod proxy;
+mod restart;
 mod server_faults;
 mod server_ingest;
 mod server_process;

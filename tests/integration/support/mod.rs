@@ -391,7 +391,7 @@ impl Relay {
         tune(server.limits_mut());
         let metrics = server.metrics();
         let (trigger, shutdown) = shutdown::channel();
-        let task = tokio::spawn(server.run(listener, shutdown));
+        let task = tokio::spawn(server.run(listener, shutdown, None));
         Relay {
             addr,
             stream,
