@@ -150,3 +150,84 @@ async fn a_surviving_client_claims_a_dead_clients_pending_entries() {
         Some(0)
     );
 }
+
+/// Shutdown is bounded even while Redis is frozen: acknowledgements that cannot be written
+/// are left (logged), the process exits 0 within systemd's 15 s, and those webhooks stay
+/// pending and are delivered again later, never lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_with_a_frozen_redis_is_bounded_and_loses_nothing() {
+    let redis = Redis::start().await;
+    let relay = Relay::start(&redis, "p:frozen").await;
+    let sink = Sink::start().await;
+    sink.script(|_, _| Answer::Hang);
+    for i in 0..4 {
+        let body = format!("frozen-{i}");
+        relay
+            .request(&post(
+                "/webhook",
+                &[("X-API-Key", API_KEY)],
+                body.as_bytes(),
+            ))
+            .await
+            .id();
+    }
+    let child = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .arg("client")
+        .env_clear()
+        .env("REDIS_URL", redis.url())
+        .env("RELAY_STREAM", "p:frozen")
+        .env("RELAY_TARGET_URL", sink.url())
+        .env("RELAY_CONSUMER", "frozen")
+        .env("RELAY_ADMIN_LISTEN", "")
+        .env("RELAY_BACKOFF_BASE", "20ms")
+        .env("RELAY_BACKOFF_MAX", "100ms")
+        .env("RELAY_FORWARD_TIMEOUT", "1s")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client = Proc::watched(child, "frozen");
+    // The client holds all four (in flight at the app) before Redis freezes.
+    assert!(
+        sink.wait_for(Duration::from_secs(15), |r| r.len() >= 4)
+            .await
+    );
+    redis.signal("STOP");
+    sink.script(|_, _| Answer::Status(200));
+    // The held attempts time out and are retried from memory: the app takes them, and
+    // their acknowledgements wait for the frozen Redis.
+    assert!(
+        sink.wait_for(Duration::from_secs(15), |r| r.len() >= 8)
+            .await
+    );
+    let asked = std::time::Instant::now();
+    signal(client.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut client.child, Duration::from_secs(14)).await,
+        Some(0)
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(12),
+        "bounded: {:?}",
+        asked.elapsed()
+    );
+    let log = client.lines.rest(Duration::from_secs(5)).await;
+    assert!(
+        log.contains("not written before the shutdown deadline"),
+        "{log}"
+    );
+    // Acknowledgements sent before the deadline may still run once Redis resumes (a timed-out
+    // command is not a cancelled one); the others stay pending, and the restarted client
+    // delivers them again: in the end every webhook is acknowledged.
+    redis.signal("CONT");
+    let mut again = spawn_consumer(&redis, "p:frozen", &sink.url(), "frozen");
+    again.logs("delivering p:frozen").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            redis.pending("p:frozen") == 0
+        })
+        .await,
+        "nothing left pending: the unacknowledged ones were delivered again"
+    );
+}

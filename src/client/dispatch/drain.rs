@@ -34,7 +34,16 @@ impl Dispatcher {
         }
         self.writes.flush();
         let until = started + SHUTDOWN;
-        while self.writes.unfinished() + self.writes.unwritten_traces() > 0 {
+        loop {
+            if self.writes.unfinished() == 0 && self.jobs.unwritten() > 0 {
+                // Every final write in flight is done, some failed: try them again, until
+                // the deadline.
+                let fx = self.jobs.retry_writes();
+                self.effects(fx);
+            }
+            if self.writes.unfinished() + self.writes.unwritten_traces() == 0 {
+                break;
+            }
             self.writes.flush();
             match tokio::time::timeout_at(until.into(), self.rx.recv()).await {
                 Ok(Some(Event::Attempted(_))) | Ok(None) => {}
@@ -42,7 +51,7 @@ impl Dispatcher {
                 Err(_) => break,
             }
         }
-        let left = self.writes.unfinished();
+        let left = self.jobs.unwritten();
         if left > 0 {
             log::warn!(
                 "{left} acknowledgements or dead letters not written before the shutdown deadline: those webhooks stay pending and are delivered again"

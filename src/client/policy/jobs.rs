@@ -188,6 +188,15 @@ impl Jobs {
         }
     }
 
+    /// Webhooks whose final write (acknowledgement, dead letter) is not yet done, failed
+    /// ones included.
+    pub fn unwritten(&self) -> usize {
+        self.jobs
+            .values()
+            .filter(|j| matches!(j.state, State::Finishing { .. }))
+            .count()
+    }
+
     /// The final writes that failed, to make again.
     pub fn retry_writes(&mut self) -> Vec<Effect> {
         let mut fx = Vec::new();
