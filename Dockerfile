@@ -1,16 +1,31 @@
-# One image, both roles: docker run IMAGE server | client | check | dlq list ...
-# Stage 1 builds the static musl binary (the same as scripts/build-static.sh).
+# One image, both roles: docker run IMAGE server | client | check | dlq list | events | health ...
+# Stage 1 builds the static musl binary (the same as scripts/build-static.sh) for the
+# architecture being built (TARGETARCH: amd64 or arm64), dependencies in a layer of their own.
 FROM rust:1-bookworm AS build
-RUN apt-get update \
+ARG TARGETARCH
+RUN case "${TARGETARCH:-$(dpkg --print-architecture)}" in \
+      amd64) echo x86_64-unknown-linux-musl ;; \
+      arm64) echo aarch64-unknown-linux-musl ;; \
+      *) echo "unsupported architecture ${TARGETARCH}" >&2; exit 1 ;; \
+    esac > /target \
+ && apt-get update \
  && apt-get install -y --no-install-recommends musl-tools ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && rustup target add x86_64-unknown-linux-musl
+ && rustup target add "$(cat /target)"
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
+# Dependencies only, against empty sources: this layer is rebuilt when Cargo.toml or
+# Cargo.lock change, not on every source change.
+RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && cargo build --release --locked --target "$(cat /target)" \
+ && rm -rf src
 COPY src src
-RUN cargo build --release --locked --target x86_64-unknown-linux-musl \
- && cp target/x86_64-unknown-linux-musl/release/crm-relay /crm-relay \
+# touch: the real sources must be newer than the empty ones cargo just built.
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --target "$(cat /target)" \
+ && cp "target/$(cat /target)/release/crm-relay" /crm-relay \
+ && /crm-relay version | grep -q '^crm-relay ' \
  && echo 'crm-relay:x:10001:10001:crm-relay:/:/sbin/nologin' > /passwd \
  && echo 'crm-relay:x:10001:' > /group
 
@@ -24,5 +39,9 @@ USER 10001:10001
 # server: 8080 public, 9090 admin; client: 9091 admin. Admin listeners default to loopback:
 # set RELAY_ADMIN_LISTEN=0.0.0.0:9090 to scrape from another container, never publish it.
 EXPOSE 8080 9090 9091
+# Exec form (the image has no shell): asks the role's admin /health (RELAY_ADMIN_LISTEN, else
+# 127.0.0.1:9090 or :9091), which answers 200 while Redis answers.
+HEALTHCHECK --interval=10s --timeout=6s --start-period=5s --retries=3 \
+  CMD ["/usr/local/bin/crm-relay", "health"]
 ENTRYPOINT ["/usr/local/bin/crm-relay"]
 CMD ["--help"]

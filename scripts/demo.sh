@@ -29,8 +29,18 @@ bin=$root/target/release/crm-relay
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local rc=$?
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  # A failed demo leaves something to read: the end of every log, before they go.
+  if [ "$rc" -ne 0 ]; then
+    for log in "$work"/*.log "$work"/sink.out; do
+      [ -s "$log" ] || continue
+      printf '\n\033[1m== last lines of %s\033[0m\n' "$(basename "$log")" >&2
+      tail -n 20 "$log" >&2
+    done
+    echo "demo failed (exit $rc)" >&2
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

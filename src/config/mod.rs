@@ -131,6 +131,16 @@ impl ServerConfig {
                 "set RELAY_API_KEYS or RELAY_META_APP_SECRET: the server refuses to run without authentication",
             ));
         }
+        // The docs' examples must not become a production key by copy and paste.
+        if api_keys
+            .iter()
+            .any(|k| k.expose().to_ascii_lowercase().starts_with("change-me"))
+        {
+            return Err(ConfigError::new(
+                "RELAY_API_KEYS",
+                "holds a placeholder from the examples (change-me…): generate a key, e.g. openssl rand -hex 24",
+            ));
+        }
         let listen = parsed(get, "RELAY_LISTEN", "0.0.0.0:8080", |s| {
             s.parse::<SocketAddr>().map_err(|_| {
                 crate::error::Invalid(format!("{s:?} is not an address like 0.0.0.0:8080"))

@@ -33,6 +33,10 @@ fn auth_is_required_and_lists_are_split() {
     let c = load(&[("RELAY_META_APP_SECRET", "s1, s2")]).unwrap();
     assert_eq!(c.app_secrets.len(), 2);
     assert!(c.api_keys.is_empty());
+    // A placeholder from the docs is refused, without echoing it.
+    let err = load(&[("RELAY_API_KEYS", "real-key,Change-Me-long-random-key")]).unwrap_err();
+    assert_eq!(err.var(), "RELAY_API_KEYS");
+    assert!(err.to_string().contains("placeholder"));
 }
 
 #[test]
