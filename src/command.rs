@@ -120,6 +120,18 @@ fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
         .map_err(Fatal::Start)
 }
 
+/// The client's runtime: one thread. Its work is waiting on sockets and one dispatcher
+/// loop; across threads every delivery cost wake-ups and context switches. Measured on 2
+/// cores (100,000 stored webhooks, sink-side rate): concurrency 4 12.3k–12.9k/s against
+/// 9.5k–10.4k/s on the multi-threaded runtime, concurrency 16 16.7k–16.9k/s against
+/// 14.5k–15.4k/s.
+fn client_runtime() -> Result<tokio::runtime::Runtime, Fatal> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Fatal::Start)
+}
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Fatal> {
     let listener =
         TcpListener::bind(addr)
@@ -199,7 +211,7 @@ async fn log_durability(store: &Store) {
 fn client(get: Lookup) -> Result<(), Fatal> {
     let config = ClientConfig::load(get)?;
     init_logger(config.common.log_level);
-    runtime()?.block_on(async {
+    client_runtime()?.block_on(async {
         log::info!(
             "crm-relay {} client starting: {}",
             env!("CARGO_PKG_VERSION"),
