@@ -1,7 +1,7 @@
 //! Responses: a status, a few headers, a body, and their HTTP/1.1 wire form.
 
 /// A response to one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     /// Extra header fields; `Content-Length` and `Connection` are written by `encode`.

@@ -1,5 +1,7 @@
 //! What became of each webhook, as the client saw it: one record per webhook in
-//! `<stream>:outcomes:<group>` (its last attempt, kept while the webhook is in the stream),
+//! `<stream>:outcomes:<group>` (its last attempt, kept while the webhook is in the stream;
+//! the records of its earlier attempts, newest last and at most `MAX_EARLIER`, in the field
+//! `<id>:earlier`, one JSON record per line),
 //! and the same records published on the channel `<stream>:activity`, which
 //! `crm-relay tail` follows (nothing is kept, and publishing with nobody listening costs
 //! Redis next to nothing). Written by the client after each attempt; diagnostic only:
@@ -23,7 +25,7 @@ local r = redis.call('HSCAN', KEYS[2], ARGV[1], 'COUNT', ARGV[2])
 local removed = 0
 local fields = r[2]
 for i = 1, #fields, 2 do
-  local a, b = string.match(fields[i], '^(%d+)-(%d+)$')
+  local a, b = string.match(fields[i], '^(%d+)-(%d+)')
   local ms, seq = tonumber(a or 0), tonumber(b or 0)
   if ms < fms or (ms == fms and seq < fseq) then
     redis.call('HDEL', KEYS[2], fields[i])
@@ -32,6 +34,35 @@ for i = 1, #fields, 2 do
 end
 return {r[1], removed}
 ";
+
+/// Records of a retried webhook's attempts before its last, kept per webhook (each holds at
+/// most a KiB of the app's answer).
+pub const MAX_EARLIER: usize = 10;
+
+/// Writes records of attempts after the first: when the webhook already has a record of
+/// another attempt, that record moves to the end of its `<id>:earlier` list (one JSON
+/// record per line; compact JSON never holds a raw newline), of which the newest
+/// `ARGV[1]` are kept. `ARGV[2..]`: `id, attempt, record` triples.
+const HISTORY_SCRIPT: &str = r#"
+local keep = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local id, attempt, rec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local old = redis.call('HGET', KEYS[1], id)
+  if old and string.match(old, '"attempt":(%d+)') ~= attempt then
+    local field = id .. ':earlier'
+    local list = {}
+    local h = redis.call('HGET', KEYS[1], field)
+    if h then
+      for line in string.gmatch(h, '[^\n]+') do list[#list + 1] = line end
+    end
+    list[#list + 1] = old
+    while #list > keep do table.remove(list, 1) end
+    redis.call('HSET', KEYS[1], field, table.concat(list, '\n'))
+  end
+  redis.call('HSET', KEYS[1], id, rec)
+end
+return 0
+"#;
 
 /// How a webhook's deliveries stand after its last attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,12 +191,30 @@ impl Store {
             .iter()
             .map(|(id, t)| (id.to_string(), t.encode()))
             .collect();
+        // A first attempt has no earlier record to keep: a plain `HSET`, the common case.
+        let (first, later): (Vec<_>, Vec<_>) = traces
+            .iter()
+            .zip(&pairs)
+            .partition(|((_, t), _)| t.attempt == 1);
         let mut pipe = redis::pipe();
-        pipe.cmd("HSET").arg(self.outcomes_key());
-        for (id, t) in &pairs {
-            pipe.arg(id).arg(t);
+        if !first.is_empty() {
+            pipe.cmd("HSET").arg(self.outcomes_key());
+            for (_, (id, t)) in &first {
+                pipe.arg(id).arg(t);
+            }
+            pipe.ignore();
         }
-        pipe.ignore();
+        if !later.is_empty() {
+            pipe.cmd("EVAL")
+                .arg(HISTORY_SCRIPT)
+                .arg(1)
+                .arg(self.outcomes_key())
+                .arg(MAX_EARLIER);
+            for ((_, t), (id, encoded)) in &later {
+                pipe.arg(id).arg(t.attempt).arg(encoded);
+            }
+            pipe.ignore();
+        }
         let listed: Vec<String> = pairs
             .iter()
             .map(|(id, t)| format!("[\"{id}\",{t}]"))
@@ -193,6 +242,18 @@ impl Store {
         Ok(raw
             .iter()
             .map(|r| r.as_deref().and_then(Trace::decode))
+            .collect())
+    }
+
+    /// The records of a webhook's attempts before its last, oldest first.
+    pub async fn earlier_traces(&self, id: StreamId) -> Result<Vec<Trace>, StoreError> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.outcomes_key()).arg(format!("{id}:earlier"));
+        let raw: Option<Vec<u8>> = self.run(&cmd).await?;
+        Ok(raw
+            .unwrap_or_default()
+            .split(|b| *b == b'\n')
+            .filter_map(Trace::decode)
             .collect())
     }
 

@@ -231,3 +231,72 @@ async fn tail_follows_arrivals_and_outcomes_as_json_lines() {
     );
     client.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_attempt_is_kept_newest_last_and_bounded() {
+    use crm_relay::stream::{Keys, State, Trace};
+    let redis = Redis::start().await;
+    let id = redis.add_webhook("ev:h", b"{}");
+    let keys = Keys {
+        stream: "ev:h".into(),
+        dlq: "ev:h:dlq".into(),
+    };
+    let store =
+        crm_relay::stream::Store::new(&crm_relay::config::Secret::new(redis.url()), None, keys)
+            .unwrap();
+    let failed = |attempt: u32| Trace {
+        state: State::Retrying,
+        source: "wa".into(),
+        attempt,
+        status: Some(500),
+        error: Some(format!("HTTP 500 on attempt {attempt}")),
+        took_ms: 2,
+        at: 1_000 + u64::from(attempt),
+        answer: Some("{\"error\":\n\"boom\"}".into()),
+        dlq_id: None,
+    };
+    let sid = id.parse().unwrap();
+    // Attempts 1..=13 fail, one batch each; then the dead letter of attempt 13.
+    for attempt in 1..=13 {
+        store
+            .record_traces(&[(sid, failed(attempt))])
+            .await
+            .unwrap();
+    }
+    let mut dead = failed(13);
+    dead.state = State::Dead;
+    dead.dlq_id = Some("9-0".into());
+    store.record_traces(&[(sid, dead)]).await.unwrap();
+
+    let earlier = store.earlier_traces(sid).await.unwrap();
+    let attempts: Vec<u32> = earlier.iter().map(|t| t.attempt).collect();
+    assert_eq!(
+        attempts,
+        (3..=12).collect::<Vec<_>>(),
+        "the newest ten, oldest first"
+    );
+    assert_eq!(earlier[0].answer.as_deref(), Some("{\"error\":\n\"boom\"}"));
+
+    let admin = start_admin(
+        &redis,
+        "ev:h",
+        crm_relay::ops::admin::Role::Client(Default::default()),
+    )
+    .await;
+    let raw = format!("GET /events/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let v = Conn::request_once(admin, raw.as_bytes()).await.json();
+    let list = v["attempts"].as_array().expect("attempts");
+    assert_eq!(list.len(), 11);
+    assert_eq!(list[10]["state"], "dead");
+    assert_eq!(list[10]["attempt"], 13);
+    assert_eq!(list[0]["error"], "HTTP 500 on attempt 3");
+    let (code, out, _) = run_relay(
+        &["events", "show", &id],
+        &vars(&redis.url(), "ev:h", "ev:h:dlq"),
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("earlier attempts:\n  #3 at 1003: HTTP 500 on attempt 3"),
+        "{out}"
+    );
+}

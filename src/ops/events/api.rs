@@ -34,7 +34,7 @@ pub async fn show(store: &Store, id: &str) -> Response {
     };
     match super::show(store, id).await {
         Ok(Some((ev, entry))) => {
-            let mut v = ev.to_json();
+            let mut v = ev.detail_json();
             add_content_json(&entry, &mut v);
             Response::json(200, v.to_string())
         }

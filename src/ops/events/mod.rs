@@ -151,6 +151,8 @@ pub struct Event {
     pub summary: Summary,
     pub status: Status,
     pub trace: Option<Trace>,
+    /// The records of the attempts before the last, oldest first (filled by `show` only).
+    pub earlier: Vec<Trace>,
 }
 
 impl Event {
@@ -170,6 +172,20 @@ impl Event {
             "status": self.status.as_str(),
             "outcome": self.trace.as_ref().map(Trace::to_json),
         })
+    }
+
+    /// `to_json` with `attempts`: every recorded attempt, oldest first (the last one is
+    /// `outcome`).
+    pub fn detail_json(&self) -> Value {
+        let mut v = self.to_json();
+        let attempts: Vec<Value> = self
+            .earlier
+            .iter()
+            .chain(&self.trace)
+            .map(Trace::to_json)
+            .collect();
+        v["attempts"] = Value::from(attempts);
+        v
     }
 }
 
@@ -212,6 +228,7 @@ pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing
                     summary,
                     status,
                     trace,
+                    earlier: Vec::new(),
                 });
                 if events.len() == filter.limit {
                     return Ok(Listing {
@@ -244,11 +261,16 @@ pub async fn show(
     let pending = store.pending_between(id, id, 1).await?.contains(&id);
     let unread = store.last_delivered().await?.is_none_or(|l| id > l);
     let status = status_of(trace.as_ref(), pending, unread);
+    let earlier = match &trace {
+        Some(_) => store.earlier_traces(id).await?,
+        None => Vec::new(),
+    };
     Ok(Some((
         Event {
             summary,
             status,
             trace,
+            earlier,
         },
         entry,
     )))

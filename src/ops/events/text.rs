@@ -90,6 +90,12 @@ pub fn show_text(e: &Event, entry: &Entry) -> String {
             let _ = writeln!(out, "last_answer (first KiB):\n{}", answer.trim_end());
         }
     }
+    if !e.earlier.is_empty() {
+        let _ = writeln!(out, "earlier attempts:");
+        for t in &e.earlier {
+            let _ = writeln!(out, "  #{} at {}: {}", t.attempt, t.at, result(t));
+        }
+    }
     let headers = entry
         .field("headers")
         .and_then(|h| serde_json::from_slice(h).ok())
