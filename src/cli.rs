@@ -16,7 +16,7 @@ pub enum Command {
     /// `check [server|client]`: one role's whole configuration, or every role it can see.
     Check(Option<Role>),
     Dlq(DlqCommand),
-    /// `events [--since D] [--source S] [--status ST] [--limit N] [--json]`.
+    /// `events [--since D] [--source S] [--status ST] [--limit N] [--before ID] [--json]`.
     Events {
         filter: Filter,
         json: bool,
@@ -77,7 +77,7 @@ Commands:
   dlq show ID               one dead-lettered webhook: headers and body
   dlq replay ID...|--all    put dead-lettered webhooks back on the main stream
   dlq purge ID...|--all     delete dead-lettered webhooks
-  events [--since D] [--source S] [--status ST] [--limit N] [--json]
+  events [--since D] [--source S] [--status ST] [--limit N] [--before ID] [--json]
                             webhooks in the stream, newest first, with what became of
                             them (ST: pending, retrying, delivered, dead, acknowledged)
   events show ID [--json]   one webhook: status, last attempt, the app's last answer
@@ -247,7 +247,7 @@ fn events(rest: &[&str]) -> Result<Command, String> {
             _ => Err("usage: events show ID [--json]".into()),
         };
     }
-    let (pairs, json, words) = options(rest, &["since", "source", "status", "limit"])?;
+    let (pairs, json, words) = options(rest, &["since", "source", "status", "limit", "before"])?;
     no_ids(&words)?;
     Ok(Command::Events {
         filter: Filter::from_pairs(pairs)?,

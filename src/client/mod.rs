@@ -90,11 +90,11 @@ impl Client {
     /// The admin listener's handler for this role (`None` when it has none).
     pub fn admin(&self) -> Option<(SocketAddr, Admin)> {
         let config = self.config.admin.as_ref()?;
-        let admin = Admin {
-            role: Role::Client(self.metrics.clone()),
-            store: self.store.clone(),
-            access: Access::new(config),
-        };
+        let admin = Admin::new(
+            Role::Client(self.metrics.clone()),
+            self.store.clone(),
+            Access::new(config),
+        );
         Some((config.listen, admin))
     }
 

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio::time::{Instant as Deadline, timeout, timeout_at};
 
 use super::chunked::ChunkedDecoder;
 use super::error::RequestError;
 use super::request::{Framing, Head, parse_head};
-use super::response::Response;
+use super::response::{Response, chunk};
 use super::{Admission, Handler, Limits, Request};
 use crate::shutdown::Shutdown;
 
@@ -162,7 +163,41 @@ impl Conn {
             started.elapsed().as_secs_f64() * 1000.0
         );
         self.write(&resp, head_only).await?;
-        Ok(!resp.close)
+        match resp.stream.take() {
+            Some(chunks) if !head_only => {
+                self.stream_body(chunks).await?;
+                Ok(false)
+            }
+            _ => Ok(!resp.close),
+        }
+    }
+
+    /// Sends a streamed body chunk by chunk until its producer ends it, the peer leaves
+    /// (noticed at once: input is watched, and anything sent is discarded), a write times out,
+    /// or shutdown.
+    async fn stream_body(&mut self, mut chunks: mpsc::Receiver<Vec<u8>>) -> Result<(), Stop> {
+        let mut shutdown = self.shutdown.clone();
+        let mut input = [0u8; 512];
+        let mut frame = Vec::new();
+        loop {
+            let next = tokio::select! {
+                next = chunks.recv() => next,
+                read = self.stream.read(&mut input) => match read {
+                    Ok(n) if n > 0 => continue,
+                    _ => return Err(Stop::Quiet("peer left the stream")),
+                },
+                () = shutdown.wait() => None,
+            };
+            frame.clear();
+            match &next {
+                Some(data) => chunk(data, &mut frame),
+                None => frame.extend_from_slice(b"0\r\n\r\n"),
+            }
+            self.send_raw(&frame).await?;
+            if next.is_none() {
+                return Ok(());
+            }
+        }
     }
 
     /// Waits for the next request head: up to the idle timeout for its first byte (or until

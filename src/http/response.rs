@@ -1,4 +1,7 @@
-//! Responses: a status, a few headers, a body, and their HTTP/1.1 wire form.
+//! Responses: a status, a few headers, a body (or a stream of chunks), and their HTTP/1.1
+//! wire form.
+
+use tokio::sync::mpsc;
 
 /// A response to one request.
 #[derive(Debug)]
@@ -9,6 +12,9 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
+    /// A body sent as it is produced instead of `body` (`Transfer-Encoding: chunked`),
+    /// until the sender is dropped; the connection closes after it.
+    pub stream: Option<mpsc::Receiver<Vec<u8>>>,
 }
 
 impl Response {
@@ -19,6 +25,18 @@ impl Response {
             headers: vec![("Content-Type", "application/json".to_owned())],
             body: body.into(),
             close: false,
+            stream: None,
+        }
+    }
+
+    /// A `200` whose body is whatever `chunks` yields, sent as it comes.
+    pub fn streaming(content_type: &str, chunks: mpsc::Receiver<Vec<u8>>) -> Self {
+        Response {
+            status: 200,
+            headers: vec![("Content-Type", content_type.to_owned())],
+            body: Vec::new(),
+            close: true,
+            stream: Some(chunks),
         }
     }
 
@@ -32,6 +50,7 @@ impl Response {
             ],
             body: body.into(),
             close: false,
+            stream: None,
         }
     }
 
@@ -72,9 +91,13 @@ impl Response {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(self.body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
+        if self.stream.is_some() {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         if self.close {
             out.extend_from_slice(b"Connection: close\r\n");
         }
@@ -83,6 +106,16 @@ impl Response {
             out.extend_from_slice(&self.body);
         }
     }
+}
+
+/// One chunk of a chunked body (an empty `data` would end it, so it is never framed).
+pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The reason phrase for the statuses this server sends.
@@ -118,6 +151,21 @@ mod tests {
             out,
             b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{\"id\":\"1-0\"}"
         );
+    }
+
+    #[test]
+    fn streams_are_chunked_and_close() {
+        let (_tx, rx) = mpsc::channel(1);
+        let mut out = Vec::new();
+        Response::streaming("text/event-stream", rx).encode(false, &mut out);
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        );
+        let mut framed = Vec::new();
+        chunk(b"data: 1\n\n", &mut framed);
+        chunk(b"", &mut framed);
+        assert_eq!(framed, b"9\r\ndata: 1\n\n\r\n");
     }
 
     #[test]

@@ -37,8 +37,9 @@ impl Access {
         Access::default()
     }
 
-    /// `Ok` when `head` may be served; else the refusal.
-    pub fn check(&self, head: &Head) -> Result<(), Response> {
+    /// `Ok` when `head` may be served; else the refusal. `token`: whether the token is
+    /// required (everything but the inspector page, which holds no data).
+    pub fn check(&self, head: &Head, token: bool) -> Result<(), Response> {
         let host = head.header_values("host").next();
         if let Some(host) = host
             && !self.host_allowed(host)
@@ -61,7 +62,7 @@ impl Access {
         {
             return Err(Response::error(403, "cross-origin request"));
         }
-        if let Some(expected) = &self.token {
+        if let Some(expected) = self.token.as_ref().filter(|_| token) {
             let presented = head.header_values("authorization").find_map(|v| {
                 let (scheme, token) = v.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -124,7 +125,10 @@ mod tests {
     }
 
     fn status(access: &Access, raw: &str) -> u16 {
-        access.check(&head(raw)).err().map_or(200, |r| r.status)
+        access
+            .check(&head(raw), true)
+            .err()
+            .map_or(200, |r| r.status)
     }
 
     #[test]
@@ -206,6 +210,17 @@ mod tests {
         );
         assert_eq!(
             status(&a, &get("10.0.0.6:9090", "Authorization: Bearer t0k\r\n")),
+            403
+        );
+        // The inspector page holds no data: served without the token, never to other hosts.
+        let page = |host: &str| head(&format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n"));
+        assert!(a.check(&page("10.0.0.5:9090"), false).is_ok());
+        assert_eq!(
+            a.check(&page("10.0.0.5:9090"), true).unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            a.check(&page("10.0.0.6:9090"), false).unwrap_err().status,
             403
         );
     }

@@ -1,5 +1,6 @@
-//! The admin listener of both roles (loopback by default, never the public one): `/health`,
-//! `/metrics` in Prometheus text format, and the dead-letter API.
+//! The admin listener of both roles (loopback by default, never the public one): the web
+//! inspector at `/`, its live feed at `/live`, `/health`, `/metrics` in Prometheus text
+//! format, the events API and the dead-letter API.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -7,6 +8,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::access::Access;
+use super::inspector;
+use super::live::Live;
 use crate::http::{self, Admission, Head, Request, Response};
 use crate::metrics::{ClientMetrics, ServerMetrics};
 use crate::ops::dlq::{self, Selection};
@@ -24,27 +27,53 @@ pub enum Role {
 
 /// The admin request handler.
 pub struct Admin {
-    pub role: Role,
-    pub store: Arc<Store>,
-    pub access: Access,
+    role: Role,
+    store: Arc<Store>,
+    access: Access,
+    live: Live,
+}
+
+impl Admin {
+    pub fn new(role: Role, store: Arc<Store>, access: Access) -> Admin {
+        Admin {
+            live: Live::new(store.clone()),
+            role,
+            store,
+            access,
+        }
+    }
+
+    fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Server(_) => "server",
+            Role::Client(_) => "client",
+        }
+    }
 }
 
 impl http::Handler for Admin {
     /// A body is read only from a request that may be served.
     fn admit(&self, head: &Head, _: std::net::SocketAddr) -> Admission {
-        match self.access.check(head) {
+        match self.access.check(head, true) {
             Ok(()) => Admission::Read(None),
             Err(refusal) => Admission::Refuse(refusal),
         }
     }
 
     async fn handle(&self, req: Request) -> Response {
-        if let Err(refusal) = self.access.check(&req.head) {
-            return refusal;
-        }
         let path = req.head.path().to_owned();
         let method = req.head.method.as_str();
+        // The page holds no data: it loads without the token, then asks for it.
+        let page = path == "/" && matches!(method, "GET" | "HEAD");
+        if let Err(refusal) = self.access.check(&req.head, !page) {
+            return refusal;
+        }
         match (path.as_str(), method) {
+            ("/", "GET" | "HEAD") => inspector::page(self.role_name()),
+            ("/live", "GET") => self
+                .live
+                .open(req.head.header_values("last-event-id").next()),
+            ("/" | "/live", _) => Response::method_not_allowed("GET"),
             ("/health", "GET" | "HEAD") => super::health(&self.store).await,
             ("/metrics", "GET" | "HEAD") => self.metrics().await,
             ("/dlq", "GET" | "HEAD") => self.list(&req.head).await,

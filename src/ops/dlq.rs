@@ -107,9 +107,18 @@ pub fn add_content_json(entry: &Entry, v: &mut Value) {
     let body = entry.field("body").unwrap_or_default();
     match printable(body) {
         Some(t) => v["body"] = json!(t),
-        None => v["body_binary"] = json!(true),
+        None => {
+            v["body_binary"] = json!(true);
+            let shown = &body[..body.len().min(MAX_HEX)];
+            let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+            v["body_hex"] = json!(hex);
+            v["body_hex_truncated"] = json!(shown.len() < body.len());
+        }
     }
 }
+
+/// Bytes of a binary body shown in hex.
+const MAX_HEX: usize = 64 * 1024;
 
 /// The body as text if it is UTF-8 without control characters (other than whitespace).
 fn printable(body: &[u8]) -> Option<&str> {

@@ -1,5 +1,6 @@
-//! What an operator calls: the admin listener of both roles, dead-letter tools shared by the
-//! CLI and the admin API, and the Redis durability check.
+//! What an operator calls: the admin listener of both roles (with its web inspector and live
+//! feed), dead-letter tools shared by the CLI and the admin API, and the Redis durability
+//! check.
 
 pub mod access;
 pub mod admin;
@@ -7,6 +8,8 @@ pub(crate) mod check;
 pub(crate) mod dlq;
 pub(crate) mod durability;
 pub mod events;
+mod inspector;
+pub mod live;
 pub(crate) mod run;
 pub mod tail;
 

@@ -27,7 +27,8 @@ pub async fn list(store: &Store, filter: &Filter, json: bool) -> Result<(), Fata
         .map_err(failed("listing webhooks"))?;
     if json {
         let list: Vec<_> = listing.events.iter().map(events::Event::to_json).collect();
-        let v = serde_json::json!({ "events": list, "complete": listing.complete });
+        let next = listing.next.map(|id| id.to_string());
+        let v = serde_json::json!({ "events": list, "complete": listing.complete, "next": next });
         println!("{v}");
     } else {
         print!("{}", events::table(&listing, now));

@@ -73,20 +73,39 @@ impl Summary {
 }
 
 impl Store {
-    /// Up to `count` webhooks, newest first, from `from` (inclusive; `None`: the newest) down
-    /// to `since_ms`.
+    /// Up to `count` webhooks, newest first, older than `before` (`None`: from the newest)
+    /// down to `since_ms`.
     pub async fn page(
         &self,
-        from: Option<StreamId>,
+        before: Option<StreamId>,
         since_ms: u64,
+        count: usize,
+    ) -> Result<Vec<Summary>, StoreError> {
+        let from = before.map_or_else(|| "+".to_owned(), |id| format!("({id}"));
+        self.summaries(&from, &format!("{since_ms}-0"), count).await
+    }
+
+    /// Up to `count` of the newest webhooks stored after `after`, newest first.
+    pub async fn page_after(
+        &self,
+        after: StreamId,
+        count: usize,
+    ) -> Result<Vec<Summary>, StoreError> {
+        self.summaries("+", &format!("({after}"), count).await
+    }
+
+    async fn summaries(
+        &self,
+        max: &str,
+        min: &str,
         count: usize,
     ) -> Result<Vec<Summary>, StoreError> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(PAGE_SCRIPT)
             .arg(1)
             .arg(&self.keys.stream)
-            .arg(from.map_or_else(|| "+".to_owned(), |id| id.to_string()))
-            .arg(format!("{since_ms}-0"))
+            .arg(max)
+            .arg(min)
             .arg(count);
         let rows: Vec<Vec<Value>> = self.run(&cmd).await?;
         rows.iter().map(|r| parse_summary(r)).collect()

@@ -300,3 +300,57 @@ async fn every_attempt_is_kept_newest_last_and_bounded() {
         "{out}"
     );
 }
+
+/// Pages of a listing cover every webhook once, across the store's own 500-entry pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_page_without_gaps_or_repeats() {
+    let redis = Redis::start().await;
+    let mut conn = redis.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..1200 {
+        pipe.cmd("XADD")
+            .arg("ev:p")
+            .arg("*")
+            .arg("body")
+            .arg(format!("{i}"))
+            .arg("received_at")
+            .arg(1)
+            .ignore();
+    }
+    let () = pipe.query(&mut conn).unwrap();
+    let admin = start_admin(
+        &redis,
+        "ev:p",
+        crm_relay::ops::admin::Role::Client(Default::default()),
+    )
+    .await;
+    let mut seen = Vec::new();
+    let mut before = String::new();
+    loop {
+        let raw = format!("GET /events?limit=700{before} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        let v = Conn::request_once(admin, raw.as_bytes()).await.json();
+        for e in v["events"].as_array().unwrap() {
+            seen.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match v["next"].as_str() {
+            Some(next) => before = format!("&before={next}"),
+            None => break,
+        }
+    }
+    let unique: std::collections::HashSet<_> = seen.iter().collect();
+    assert_eq!(seen.len(), 1200, "every webhook once");
+    assert_eq!(unique.len(), 1200);
+    let (code, out, _) = run_relay(
+        &["events", "--json", "--limit", "1000"],
+        &vars(&redis.url(), "ev:p", "ev:p:dlq"),
+    );
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: std::collections::HashSet<_> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1000, "no repeats across the store's pages");
+}

@@ -11,6 +11,7 @@ mod edge;
 mod events;
 mod faults;
 mod http_framing;
+mod inspector;
 mod operate;
 mod proxy;
 mod restart;

@@ -1,4 +1,5 @@
-//! The events on the admin API, as JSON: `GET /events?since=&source=&status=&limit=`,
+//! The events on the admin API, as JSON: `GET /events?since=&source=&status=&limit=&before=`
+//! (`next` in the answer: the `before` of the following page),
 //! `GET /events/<id>`, `POST /events/redeliver` with `{"ids":[…]}` or
 //! `{"since":"1h","source":"…","status":"…"}`.
 
@@ -21,7 +22,8 @@ pub async fn list(store: &Store, query: &str) -> Response {
     match super::list(store, &filter, crate::clock::unix_ms()).await {
         Ok(listing) => {
             let events: Vec<Value> = listing.events.iter().map(super::Event::to_json).collect();
-            let body = json!({ "events": events, "complete": listing.complete });
+            let next = listing.next.map(|id| id.to_string());
+            let body = json!({ "events": events, "complete": listing.complete, "next": next });
             Response::json(200, body.to_string())
         }
         Err(e) => unavailable(&e),

@@ -93,6 +93,8 @@ pub struct Filter {
     pub source: Option<String>,
     pub status: Option<Status>,
     pub limit: usize,
+    /// Only webhooks older than this one: the next page of a listing (its `next`).
+    pub before: Option<StreamId>,
 }
 
 impl Default for Filter {
@@ -102,12 +104,13 @@ impl Default for Filter {
             source: None,
             status: None,
             limit: 50,
+            before: None,
         }
     }
 }
 
 impl Filter {
-    /// From `name=value` pairs (`since`, `source`, `status`, `limit`): the admin API's query
+    /// From `name=value` pairs (`since`, `source`, `status`, `limit`, `before`): the admin API's query
     /// and the command line's options alike.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -132,6 +135,13 @@ impl Filter {
                         .ok()
                         .filter(|n| (1..=MAX_LIMIT).contains(n))
                         .ok_or_else(|| format!("limit {value:?}: expected 1..{MAX_LIMIT}"))?;
+                }
+                "before" => {
+                    f.before = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("before {value:?}: expected a stream id"))?,
+                    );
                 }
                 other => return Err(format!("unknown filter {other:?}")),
             }
@@ -189,10 +199,12 @@ impl Event {
     }
 }
 
-/// A listing, newest first; `complete` is false when `MAX_SCAN` stopped it early.
+/// A listing, newest first; `complete` is false when `MAX_SCAN` stopped it early. `next`:
+/// where the following page starts (`before`), when there may be more.
 pub struct Listing {
     pub events: Vec<Event>,
     pub complete: bool,
+    pub next: Option<StreamId>,
 }
 
 /// The webhooks `filter` selects, newest first.
@@ -202,7 +214,7 @@ pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing
         .map_or(0, |d| now_ms.saturating_sub(d.as_millis() as u64));
     let last_read = store.last_delivered().await?;
     let mut events = Vec::new();
-    let mut before = None;
+    let mut before = filter.before;
     let mut scanned = 0;
     loop {
         let page = store.page(before, since_ms, PAGE).await?;
@@ -210,6 +222,7 @@ pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing
             return Ok(Listing {
                 events,
                 complete: true,
+                next: None,
             });
         };
         let ids: Vec<StreamId> = page.iter().map(Summary::stream_id).collect();
@@ -234,6 +247,7 @@ pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing
                     return Ok(Listing {
                         events,
                         complete: true,
+                        next: Some(*id),
                     });
                 }
             }
@@ -242,6 +256,7 @@ pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing
             return Ok(Listing {
                 events,
                 complete: !full,
+                next: full.then_some(before).flatten(),
             });
         }
     }

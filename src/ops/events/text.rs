@@ -39,6 +39,9 @@ pub fn table(listing: &Listing, now_ms: u64) -> String {
     if !listing.complete {
         out.push_str("(stopped after scanning 200000 webhooks: narrow it with --since)\n");
     }
+    if let Some(next) = listing.next {
+        let _ = writeln!(out, "(more: add --before {next})");
+    }
     out
 }
 

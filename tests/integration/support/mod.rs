@@ -670,17 +670,14 @@ pub async fn start_admin(
     };
     let url = crm_relay::config::Secret::new(redis.url());
     let store = Arc::new(Store::new(&url, None, keys).expect("store"));
-    let admin = crm_relay::ops::admin::Admin {
-        role,
-        store,
-        access: crm_relay::ops::access::Access::loopback(),
-    };
+    let admin =
+        crm_relay::ops::admin::Admin::new(role, store, crm_relay::ops::access::Access::loopback());
     let (trigger, shutdown) = shutdown::channel();
     std::mem::forget(trigger); // lives as long as the test process
     tokio::spawn(crm_relay::http::serve(
         listener,
         Arc::new(admin),
-        Limits::new(65536, 16),
+        Limits::new(65536, 64),
         shutdown,
     ));
     addr
