@@ -114,7 +114,7 @@ async function load(more) {
     order.sort((a, b) => compareIds(b, a));
     next = data.next;
     render();
-    say(data.complete ? '' : 'Stopped after scanning 200,000 webhooks: filter by source or status.');
+    say(data.complete ? '' : 'Looked at the next 20,000 webhooks; "Older webhooks" looks further.');
   } catch (e) {
     say(e.message, true);
   }
