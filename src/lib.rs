@@ -20,9 +20,11 @@
 //!   check.
 //! - [`metrics`]: counters, histograms, Prometheus text.
 //! - [`tls`]: rustls client settings (bundled roots plus `RELAY_CA_FILE`); [`clock`]: Unix
-//!   milliseconds; [`log_limit`]: rate-limited warnings about what outsiders cause.
+//!   milliseconds; [`log_limit`]: rate-limited warnings about what outsiders cause;
+//!   [`base64`]: the encoding senders' signatures and secrets use.
 #![forbid(unsafe_code)]
 
+mod base64;
 mod cli;
 pub mod client;
 mod clock;

@@ -4,11 +4,13 @@
 mod client;
 pub mod envfile;
 pub mod names;
+mod sources;
 mod value;
 
 use std::net::SocketAddr;
 
 pub use client::ClientConfig;
+pub use sources::{SourceConfig, secret_var};
 pub use value::{Secret, parse_count, parse_duration, parse_list, parse_size};
 
 use crate::error::ConfigError;
@@ -64,6 +66,10 @@ pub struct ServerConfig {
     pub unverified_budget: u64,
     /// `RELAY_TRUSTED_PROXIES`: peers whose `Forwarded`/`X-Forwarded-For` are believed.
     pub trusted_proxies: Vec<crate::server::Cidr>,
+    /// `RELAY_SOURCES` with `RELAY_SECRET_<SOURCE>`: sources verified by their own scheme.
+    pub sources: Vec<SourceConfig>,
+    /// `RELAY_SIGNATURE_TOLERANCE`: how far a signed timestamp may be from now.
+    pub signature_tolerance: std::time::Duration,
 }
 
 impl CommonConfig {
@@ -125,10 +131,11 @@ impl ServerConfig {
         };
         let api_keys = secrets("RELAY_API_KEYS");
         let app_secrets = secrets("RELAY_META_APP_SECRET");
-        if api_keys.is_empty() && app_secrets.is_empty() {
+        let (sources, signature_tolerance) = sources::load(get)?;
+        if api_keys.is_empty() && app_secrets.is_empty() && sources.is_empty() {
             return Err(ConfigError::new(
                 "RELAY_API_KEYS",
-                "set RELAY_API_KEYS or RELAY_META_APP_SECRET: the server refuses to run without authentication",
+                "set RELAY_API_KEYS, RELAY_META_APP_SECRET or RELAY_SOURCES: the server refuses to run without authentication",
             ));
         }
         // The docs' examples must not become a production key by copy and paste.
@@ -175,13 +182,15 @@ impl ServerConfig {
             max_stream_len: parsed(get, "RELAY_MAX_STREAM_LEN", "1000000", parse_count)?,
             unverified_budget,
             trusted_proxies,
+            sources,
+            signature_tolerance,
         })
     }
 
     /// The effective configuration for the start-up log line: no secret, only counts.
     pub fn summary(&self) -> String {
         format!(
-            "listen={} admin={} redis={} tls_trust={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} log={}",
+            "listen={} admin={} redis={} tls_trust={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} sources={} log={}",
             self.listen,
             admin_display(self.admin.as_ref()),
             self.common.redis_display(),
@@ -200,8 +209,21 @@ impl ServerConfig {
             self.unverified_budget,
             self.max_connections,
             self.trusted_proxies.len(),
+            sources_display(&self.sources),
             self.common.log_level,
         )
+    }
+}
+
+/// `whatsapp:meta/1,stripe:stripe/2` (scheme and secret count), `-` for none.
+fn sources_display(sources: &[SourceConfig]) -> String {
+    match sources.is_empty() {
+        true => "-".to_owned(),
+        false => sources
+            .iter()
+            .map(|s| format!("{}:{:?}/{}", s.name, s.scheme, s.secrets.len()))
+            .collect::<Vec<_>>()
+            .join(","),
     }
 }
 

@@ -27,6 +27,8 @@ pub const KNOWN: &[&str] = &[
     "RELAY_META_APP_SECRET",
     "RELAY_META_VERIFY_TOKEN",
     "RELAY_RETENTION",
+    "RELAY_SIGNATURE_TOLERANCE",
+    "RELAY_SOURCES",
     "RELAY_STREAM",
     "RELAY_TARGET_HEALTH_URL",
     "RELAY_TARGET_URL",
@@ -37,7 +39,9 @@ pub const KNOWN: &[&str] = &[
 /// Refuses a `RELAY_*` name the relay does not know, naming the closest known one.
 pub fn check<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
     for name in names {
-        if name.starts_with("RELAY_") && !KNOWN.contains(&name) {
+        // `RELAY_SECRET_<SOURCE>`: named by the sources of `RELAY_SOURCES`.
+        let secret = name.starts_with("RELAY_SECRET_") && name.len() > "RELAY_SECRET_".len();
+        if name.starts_with("RELAY_") && !KNOWN.contains(&name) && !secret {
             let hint = closest(name)
                 .map(|k| format!("; did you mean {k}?"))
                 .unwrap_or_default();

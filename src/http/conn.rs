@@ -143,7 +143,10 @@ impl Conn {
         let body = self.read_body(&head).await?;
         let head_only = head.method == "HEAD";
         let keep_alive = head.keep_alive;
-        let (method, path) = (head.method.clone(), head.path().to_owned());
+        let (method, path) = (
+            head.method.clone(),
+            handler.log_path(head.path()).into_owned(),
+        );
         let body_len = body.len();
         let request = Request {
             head,

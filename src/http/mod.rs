@@ -60,6 +60,12 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Told about every request the HTTP layer refused itself (framing, limits, timeouts).
     fn on_refused(&self, _status: u16) {}
+
+    /// The path as log lines may show it (a handler whose paths can carry a credential
+    /// removes it here).
+    fn log_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        path.into()
+    }
 }
 
 /// Every limit and timeout of the HTTP layer.

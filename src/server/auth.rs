@@ -1,12 +1,16 @@
-//! Who may store a webhook: `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with one of the
-//! app secrets) or, for requests without a signature, an API key in `X-API-Key` or
+//! Who may store a webhook. A source configured in `RELAY_SOURCES` accepts only its own
+//! scheme (`schemes.rs`). Any other: `X-Hub-Signature-256` (HMAC-SHA256 of the raw body with
+//! one of the app secrets) or, for requests without a signature, an API key in `X-API-Key` or
 //! `Authorization: Bearer`. Every comparison is constant-time.
+
+use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use super::schemes::SourceAuth;
+use crate::config::{Secret, SourceConfig};
 use crate::http::{FieldValue, header_values};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -37,6 +41,8 @@ pub enum AuthError {
     MissingCredentials,
     /// A signature header that does not match any app secret (or is malformed).
     BadSignature,
+    /// A signature whose timestamp is outside the tolerance (a replay, or a clock off).
+    Stale,
 }
 
 impl AuthError {
@@ -44,6 +50,7 @@ impl AuthError {
         match self {
             AuthError::MissingCredentials => "missing or invalid API key",
             AuthError::BadSignature => "invalid signature",
+            AuthError::Stale => "signature timestamp outside the tolerance",
         }
     }
 }
@@ -53,6 +60,8 @@ pub struct Authenticator {
     /// SHA-256 of each API key: comparing fixed-size digests hides the keys' lengths.
     key_digests: Vec<[u8; 32]>,
     secrets: Vec<Secret>,
+    /// Sources with a scheme of their own.
+    sources: HashMap<String, SourceAuth>,
 }
 
 impl Authenticator {
@@ -60,6 +69,60 @@ impl Authenticator {
         Authenticator {
             key_digests: api_keys.iter().map(|k| digest(k.expose())).collect(),
             secrets: app_secrets.to_vec(),
+            sources: HashMap::new(),
+        }
+    }
+
+    /// Adds the sources verified by their own scheme.
+    pub fn with_sources(
+        mut self,
+        sources: &[SourceConfig],
+        tolerance: std::time::Duration,
+    ) -> Self {
+        self.sources = sources
+            .iter()
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    SourceAuth::new(s.scheme, &s.secrets, tolerance),
+                )
+            })
+            .collect();
+        self
+    }
+
+    /// `precheck` for a webhook to `/webhook/<source>[/<url_token>]`.
+    pub fn precheck_for(
+        &self,
+        source: Option<&str>,
+        url_token: Option<&str>,
+        headers: &[(String, FieldValue)],
+    ) -> Result<Admit, AuthError> {
+        match (source.and_then(|s| self.sources.get(s)), url_token) {
+            (Some(own), _) => own.precheck(headers, url_token).map(|proven| match proven {
+                true => Admit::Key,
+                false => Admit::VerifyBody,
+            }),
+            (None, Some(_)) => Err(AuthError::MissingCredentials),
+            (None, None) => self.precheck(headers),
+        }
+    }
+
+    /// `authenticate` for a webhook to `/webhook/<source>[/<url_token>]`, at `now` (Unix s).
+    pub fn authenticate_for(
+        &self,
+        source: Option<&str>,
+        url_token: Option<&str>,
+        headers: &[(String, FieldValue)],
+        body: &[u8],
+        now: u64,
+    ) -> Result<Credential, AuthError> {
+        match (source.and_then(|s| self.sources.get(s)), url_token) {
+            (Some(own), _) => own
+                .verify(headers, body, url_token, now)
+                .map(|()| Credential::Signature),
+            (None, Some(_)) => Err(AuthError::MissingCredentials),
+            (None, None) => self.authenticate(headers, body),
         }
     }
 

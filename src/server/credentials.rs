@@ -13,15 +13,22 @@ pub struct Credentials {
     pub verify_token: Option<Secret>,
     api_keys: Vec<Secret>,
     app_secrets: Vec<Secret>,
+    source_secrets: Vec<Secret>,
 }
 
 impl Credentials {
     pub fn new(config: &ServerConfig) -> Credentials {
         Credentials {
-            auth: Authenticator::new(&config.api_keys, &config.app_secrets),
+            auth: Authenticator::new(&config.api_keys, &config.app_secrets)
+                .with_sources(&config.sources, config.signature_tolerance),
             verify_token: config.verify_token.clone(),
             api_keys: config.api_keys.clone(),
             app_secrets: config.app_secrets.clone(),
+            source_secrets: config
+                .sources
+                .iter()
+                .flat_map(|s| s.secrets.iter().cloned())
+                .collect(),
         }
     }
 }
@@ -52,9 +59,10 @@ impl Keyring {
             _ => "verify token changed".to_owned(),
         };
         format!(
-            "API keys {}; app secrets {}; {token}",
+            "API keys {}; app secrets {}; source secrets {}; {token}",
             diff(&old.api_keys, &new.api_keys),
-            diff(&old.app_secrets, &new.app_secrets)
+            diff(&old.app_secrets, &new.app_secrets),
+            diff(&old.source_secrets, &new.source_secrets)
         )
     }
 }

@@ -33,13 +33,15 @@ pub fn flush_logs() {
 pub const RETRY_AFTER_SECS: &str = "5";
 /// Longest `<source>` in `/webhook/<source>`.
 const MAX_SOURCE_LEN: usize = 64;
+/// Longest URL token in `/webhook/<source>/<token>`.
+const MAX_TOKEN_LEN: usize = 256;
 
 /// What a request path names.
 #[derive(Debug, PartialEq, Eq)]
 enum Route<'a> {
     Health,
-    /// `/webhook` (no source) or `/webhook/<source>`.
-    Webhook(Option<&'a str>),
+    /// `/webhook` (no source), `/webhook/<source>`, or `/webhook/<source>/<url token>`.
+    Webhook(Option<&'a str>, Option<&'a str>),
     NotFound,
 }
 
@@ -79,7 +81,15 @@ impl Ingest {
     /// A webhook POST from its head: a valid key reads it; a signature reads it within the
     /// unverified budget; anything else is refused before a byte of the body is read.
     fn admit_webhook(&self, head: &Head, remote: &str) -> Admission {
-        match self.keys.current().auth.precheck(&head.headers) {
+        let Route::Webhook(source, token) = route(head.path()) else {
+            unreachable!("admitted as a webhook");
+        };
+        match self
+            .keys
+            .current()
+            .auth
+            .precheck_for(source, token, &head.headers)
+        {
             Ok(Admit::Key) => Admission::Read(None),
             Ok(Admit::VerifyBody) => {
                 let bytes = match head.framing {
@@ -110,31 +120,45 @@ impl Ingest {
         self.metrics.requests.inc("unauthenticated");
         let limit = match e {
             AuthError::MissingCredentials => &NO_KEY,
-            AuthError::BadSignature => &BAD_SIGNATURE,
+            AuthError::BadSignature | AuthError::Stale => &BAD_SIGNATURE,
         };
         limit.warn(|| format!("refused {remote}: {} (401)", e.reason()));
         Response::error(401, e.reason())
     }
 
-    async fn ingest(&self, source: Option<&str>, req: Request) -> Response {
+    async fn ingest(&self, source: Option<&str>, token: Option<&str>, req: Request) -> Response {
         let started = req.started;
-        let resp = self.store_webhook(source, req).await;
+        let resp = self.store_webhook(source, token, req).await;
         self.metrics.ingest.observe(started.elapsed());
         resp
     }
 
-    async fn store_webhook(&self, source: Option<&str>, req: Request) -> Response {
+    async fn store_webhook(
+        &self,
+        source: Option<&str>,
+        token: Option<&str>,
+        req: Request,
+    ) -> Response {
         let remote = forwarded::remote(req.remote, &req.head.headers, &self.trusted_proxies);
         let keys = self.keys.current();
-        if let Err(e) = keys.auth.authenticate(&req.head.headers, &req.body) {
+        let now = crate::clock::unix_ms() / 1000;
+        let checked = keys
+            .auth
+            .authenticate_for(source, token, &req.head.headers, &req.body, now);
+        if let Err(e) = checked {
             return self.unauthenticated(e, &remote);
         }
         let mut headers = req.head.headers;
         keys.auth.strip_credentials(&mut headers);
+        // A URL token is a credential: never stored.
+        let path = match token {
+            Some(_) => without_token(&req.head.target),
+            None => req.head.target,
+        };
         let record = Record {
             received_at: crate::clock::unix_ms(),
             method: req.head.method,
-            path: req.head.target,
+            path,
             source: source.unwrap_or_default().to_owned(),
             remote,
             headers,
@@ -169,7 +193,7 @@ impl http::Handler for Ingest {
     /// answered from its head.
     fn admit(&self, head: &Head, peer: std::net::SocketAddr) -> Admission {
         match (route(head.path()), head.method.as_str()) {
-            (Route::Webhook(_), "POST") => {
+            (Route::Webhook(..), "POST") => {
                 let remote = forwarded::remote(peer, &head.headers, &self.trusted_proxies);
                 self.admit_webhook(head, &remote)
             }
@@ -184,17 +208,24 @@ impl http::Handler for Ingest {
         self.metrics.requests.inc("invalid");
     }
 
+    fn log_path<'a>(&self, path: &'a str) -> std::borrow::Cow<'a, str> {
+        match route(path) {
+            Route::Webhook(_, Some(_)) => without_token(path).into(),
+            _ => path.into(),
+        }
+    }
+
     async fn handle(&self, req: Request) -> Response {
         let route = route(req.head.path());
-        if let (Route::Webhook(source), "POST") = (&route, req.head.method.as_str()) {
-            let source = source.map(str::to_owned);
-            return self.ingest(source.as_deref(), req).await;
+        if let (Route::Webhook(source, token), "POST") = (&route, req.head.method.as_str()) {
+            let (source, token) = (source.map(str::to_owned), token.map(str::to_owned));
+            return self.ingest(source.as_deref(), token.as_deref(), req).await;
         }
         // Everything that is not a webhook: health, handshake, 404, 405.
         self.metrics.requests.inc("other");
         match (route, req.head.method.as_str()) {
             // Meta calls the callback URL that was registered, with or without a source.
-            (Route::Webhook(_), "GET" | "HEAD") => {
+            (Route::Webhook(_, None), "GET" | "HEAD") => {
                 handshake::answer(self.keys.current().verify_token.as_ref(), &req.head)
             }
             (Route::Health, "GET" | "HEAD") => crate::ops::health(&self.store).await,
@@ -206,10 +237,11 @@ impl http::Handler for Ingest {
 /// The answer to a request that is not a webhook POST, health check or handshake.
 fn without_body(route: Route<'_>, method: &str) -> Response {
     match (route, method) {
-        (Route::Webhook(_), "GET" | "HEAD") | (Route::Health, "GET" | "HEAD") => {
+        (Route::Webhook(..), "GET" | "HEAD") | (Route::Health, "GET" | "HEAD") => {
             Response::error(400, "a GET carries no body")
         }
-        (Route::Webhook(_), _) => Response::method_not_allowed("GET, HEAD, POST"),
+        (Route::Webhook(_, None), _) => Response::method_not_allowed("GET, HEAD, POST"),
+        (Route::Webhook(..), _) => Response::method_not_allowed("POST"),
         (Route::Health, _) => Response::method_not_allowed("GET, HEAD"),
         (Route::NotFound, _) => Response::error(404, "not found"),
     }
@@ -218,16 +250,48 @@ fn without_body(route: Route<'_>, method: &str) -> Response {
 fn route(path: &str) -> Route<'_> {
     match path {
         "/health" => Route::Health,
-        "/webhook" => Route::Webhook(None),
-        _ => match path.strip_prefix("/webhook/") {
-            Some(source) if valid_source(source) => Route::Webhook(Some(source)),
+        "/webhook" => Route::Webhook(None, None),
+        _ => match path
+            .strip_prefix("/webhook/")
+            .map(|rest| rest.split_once('/'))
+        {
+            Some(None) if valid_source(&path[9..]) => Route::Webhook(Some(&path[9..]), None),
+            Some(Some((source, token))) if valid_source(source) && valid_token(token) => {
+                Route::Webhook(Some(source), Some(token))
+            }
             _ => Route::NotFound,
         },
     }
 }
 
+/// A URL token: 1–256 unreserved characters (RFC 3986: `A-Za-z0-9-._~`).
+fn valid_token(s: &str) -> bool {
+    (1..=MAX_TOKEN_LEN).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+/// `/webhook/<source>/<token>[?query]` → `/webhook/<source>[?query]`: what is stored and logged.
+pub fn without_token(target: &str) -> String {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let kept = match path
+        .strip_prefix("/webhook/")
+        .and_then(|r| r.split_once('/'))
+    {
+        Some((source, _)) => format!("/webhook/{source}"),
+        None => path.to_owned(),
+    };
+    match query {
+        Some(q) => format!("{kept}?{q}"),
+        None => kept,
+    }
+}
+
 /// `<source>`: 1–64 of `A-Za-z0-9_-`.
-fn valid_source(s: &str) -> bool {
+pub fn valid_source(s: &str) -> bool {
     (1..=MAX_SOURCE_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
@@ -249,16 +313,27 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(route("/health"), Route::Health);
-        assert_eq!(route("/webhook"), Route::Webhook(None));
+        assert_eq!(route("/webhook"), Route::Webhook(None, None));
         assert_eq!(
             route("/webhook/whatsapp_1-a"),
-            Route::Webhook(Some("whatsapp_1-a"))
+            Route::Webhook(Some("whatsapp_1-a"), None)
         );
+        assert_eq!(
+            route("/webhook/forms/Xy.9_~-k"),
+            Route::Webhook(Some("forms"), Some("Xy.9_~-k"))
+        );
+        assert_eq!(
+            without_token("/webhook/forms/s3cret?a=1"),
+            "/webhook/forms?a=1"
+        );
+        assert_eq!(without_token("/webhook/forms/s3cret"), "/webhook/forms");
         let long = format!("/webhook/{}", "a".repeat(65));
         for p in [
             "/",
             "/webhook/",
-            "/webhook/a/b",
+            "/webhook/a/",
+            "/webhook/a/b/c",
+            "/webhook/a/b%20",
             "/webhook/a.b",
             "/webhooks",
             long.as_str(),
@@ -268,7 +343,7 @@ mod tests {
         let max = "a".repeat(64);
         assert_eq!(
             route(&format!("/webhook/{max}")),
-            Route::Webhook(Some(max.as_str()))
+            Route::Webhook(Some(max.as_str()), None)
         );
     }
 }

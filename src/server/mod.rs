@@ -13,6 +13,7 @@ mod forwarded;
 mod handshake;
 mod ingest;
 mod retention;
+mod schemes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +31,8 @@ use crate::stream::Store;
 use ingest::Ingest;
 
 pub use forwarded::Cidr;
+pub use ingest::valid_source;
+pub use schemes::{Scheme, SourceAuth, key_of};
 
 /// The server role: its configuration, HTTP limits, store and metrics.
 pub struct Server {

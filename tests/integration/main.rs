@@ -15,6 +15,7 @@ mod inspector;
 mod operate;
 mod proxy;
 mod restart;
+mod senders;
 mod server_faults;
 mod server_ingest;
 mod server_process;
