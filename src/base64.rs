@@ -1,5 +1,6 @@
 //! Standard base64 with padding (RFC 4648 §4): the inspector's policy hashes, Shopify and
-//! Standard Webhooks signatures, `whsec_` secrets. Twenty lines instead of a dependency.
+//! Standard Webhooks signatures, `whsec_` secrets (the relay's own signing key to the app
+//! included). Twenty lines instead of a dependency.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
@@ -43,6 +44,14 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     }
     // Canonical only: the bits a padded group leaves over must be zero.
     (encode(&out) == text).then_some(out)
+}
+
+/// The key of a Standard Webhooks (Svix) secret: `whsec_` followed by base64.
+pub fn whsec_key(secret: &str) -> Option<Vec<u8>> {
+    secret
+        .strip_prefix("whsec_")
+        .and_then(decode)
+        .filter(|k| !k.is_empty())
 }
 
 #[cfg(test)]

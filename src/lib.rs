@@ -24,7 +24,7 @@
 //!   [`base64`]: the encoding senders' signatures and secrets use.
 #![forbid(unsafe_code)]
 
-mod base64;
+pub mod base64;
 mod cli;
 pub mod client;
 mod clock;

@@ -123,9 +123,14 @@ impl Sources {
     }
 
     fn render(&self, name: &str, help: &str, out: &mut String) {
+        self.render_as(name, help, "source", out);
+    }
+
+    /// With the values under label `key`.
+    fn render_as(&self, name: &str, help: &str, key: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-        for (source, n) in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(out, "{name}{{source=\"{}\"}} {n}", label(source));
+        for (value, n) in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "{name}{{{key}=\"{}\"}} {n}", label(value));
         }
     }
 }
@@ -258,8 +263,12 @@ pub struct ClientMetrics {
     pub delivery: Histogram,
     /// `relay_end_to_end_seconds`: from `received_at` to the target's 2xx.
     pub end_to_end: Histogram,
-    /// `relay_breaker_open`.
+    /// `relay_breaker_open`: any target's.
     pub breaker_open: AtomicBool,
+    /// `relay_target_delivered_total{target}`: webhooks delivered, per target.
+    pub delivered_by_target: Sources,
+    /// `relay_target_breaker_open{target}`.
+    pub target_breakers: std::sync::Mutex<Vec<(String, bool)>>,
 }
 
 impl Default for ClientMetrics {
@@ -272,6 +281,8 @@ impl Default for ClientMetrics {
             delivery: Histogram::new(&TIME_BUCKETS),
             end_to_end: Histogram::new(&E2E_BUCKETS),
             breaker_open: AtomicBool::new(false),
+            delivered_by_target: Sources::default(),
+            target_breakers: std::sync::Mutex::default(),
         }
     }
 }
@@ -312,9 +323,33 @@ impl ClientMetrics {
         gauge(
             out,
             "relay_breaker_open",
-            "1 while the circuit breaker is open.",
+            "1 while the circuit breaker of any target is open.",
             u64::from(self.breaker_open.load(Ordering::Relaxed)),
         );
+        self.delivered_by_target.render_as(
+            "relay_target_delivered_total",
+            "Webhooks delivered, per target (default, or the routed source).",
+            "target",
+            out,
+        );
+        let name = "relay_target_breaker_open";
+        let _ = writeln!(
+            out,
+            "# HELP {name} 1 while the target's circuit breaker is open.\n# TYPE {name} gauge"
+        );
+        for (target, open) in self
+            .target_breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{target=\"{}\"}} {}",
+                label(target),
+                u8::from(*open)
+            );
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! One delivery attempt: the stored record turned into the request the local app receives,
 //! and what came back turned into what the policy needs.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::dispatch::Event;
+use super::sign::{self, Signer};
+use super::targets::Destination;
 use crate::client::policy::jobs::Start;
 use crate::client::policy::outcome::Attempt;
 use crate::http::client::{Answer, Client, OutRequest, SendError};
@@ -95,8 +96,13 @@ pub struct Outcome {
     pub answer: Option<Answer>,
 }
 
-/// Sends attempt number `attempt` of `entry` through `client`.
-pub async fn deliver(client: &Client, entry: &Entry, attempt: u32) -> Outcome {
+/// Sends attempt number `attempt` of `entry` through `client`, signed by `signer` if any.
+pub async fn deliver(
+    client: &Client,
+    signer: Option<&Signer>,
+    entry: &Entry,
+    attempt: u32,
+) -> Outcome {
     let record = match entry.fields.as_deref().map(Record::from_fields) {
         Some(Ok(record)) => record,
         // Checked on intake; kept total so a bug costs one attempt, not a panic.
@@ -117,6 +123,13 @@ pub async fn deliver(client: &Client, entry: &Entry, attempt: u32) -> Outcome {
         if let Some(of) = of.filter(|of| !of.is_empty()) {
             headers.push((header.into(), of.to_owned().into()));
         }
+    }
+    if let Some(signer) = signer {
+        // The relay's signature replaces a sender's Standard Webhooks headers (kept in the
+        // record): the app verifies one signer, the relay.
+        headers.retain(|(n, _)| !sign::HEADERS.iter().any(|h| n.eq_ignore_ascii_case(h)));
+        let now = crate::clock::unix_ms() / 1000;
+        headers.extend(signer.headers(&entry.relay_id(), now, &record.body));
     }
     let req = OutRequest {
         method: &record.method,
@@ -150,6 +163,8 @@ pub struct Attempted {
     pub relay_id: String,
     pub source: String,
     pub received_at: u64,
+    /// The target's name (`default`, or the routed source).
+    pub target: String,
 }
 
 /// Sends a delivery's result when dropped without one: a panicking delivery task still
@@ -182,7 +197,7 @@ impl Drop for Reporter {
 /// Starts `start` in a task of `set`; its `Attempted` always comes back on `tx`.
 pub fn spawn(
     set: &mut JoinSet<()>,
-    http: &Arc<Client>,
+    to: &Destination,
     start: Start,
     tx: &mpsc::UnboundedSender<Event>,
 ) {
@@ -191,6 +206,7 @@ pub fn spawn(
         entry,
         attempt,
         probe,
+        route: _,
     } = start;
     if probe {
         log::debug!("probing the target with {id} (attempt {attempt})");
@@ -214,12 +230,13 @@ pub fn spawn(
             relay_id: entry.relay_id(),
             source: text("source"),
             received_at: text("received_at").parse().unwrap_or(0),
+            target: to.name.clone(),
         })),
     };
-    let http = http.clone();
+    let (http, signer) = (to.http.clone(), to.signer.clone());
     set.spawn(async move {
         let started = Instant::now();
-        let outcome = deliver(&http, &entry, attempt).await;
+        let outcome = deliver(&http, signer.as_ref(), &entry, attempt).await;
         reporter.finish(outcome, started.elapsed());
     });
 }

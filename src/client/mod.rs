@@ -4,7 +4,8 @@
 //! - [`feed`] reads from Redis: new entries when asked, pending ids, claims.
 //! - [`dispatch`] owns every held webhook and starts deliveries; [`writes`] does its Redis
 //!   work in tasks; [`report`] writes the log lines.
-//! - [`deliver`] turns a record into the request the app receives.
+//! - [`deliver`] turns a record into the request the app receives; [`targets`] says where
+//!   it goes (routes per source), [`sign`] signs it for the app.
 //! - [`policy`] decides, purely: what to attempt, what counts, when to dead-letter.
 
 mod deliver;
@@ -12,7 +13,11 @@ mod dispatch;
 mod feed;
 pub(crate) mod policy;
 mod report;
+mod sign;
+mod targets;
 mod writes;
+
+pub use sign::Signer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +38,7 @@ use dispatch::Dispatcher;
 use feed::Feed;
 use policy::backoff::Rng;
 use policy::jobs::{Jobs, Policy};
+use targets::Destinations;
 use writes::{HOUSEKEEPING_EVERY, Writes};
 
 /// Entries idle this long in any consumer's pending list are claimed: six re-claim periods,
@@ -108,10 +114,11 @@ impl Client {
         } = self;
         let common = &config.common;
         ensure_group(&store, &mut shutdown).await?;
+        let destinations = Destinations::new(&config);
         log::info!(
             "delivering {} to {} as consumer {} of group {}",
             common.stream,
-            config.target.target().display(),
+            destinations.display(),
             config.consumer,
             config.common.group
         );
@@ -143,8 +150,9 @@ impl Client {
         };
         let health = config.health.as_ref().map(|h| http(h, 1));
         let mut dispatcher = Dispatcher {
-            jobs: Jobs::new(policy(&config), Rng::from_entropy()),
-            http: http(&config.target, config.concurrency),
+            jobs: Jobs::new(policy(&config), Rng::from_entropy())
+                .with_routes(destinations.len(), destinations.router()),
+            destinations,
             metrics,
             writes: Writes::new(store, config.consumer.clone(), health, tx.clone()),
             tx,

@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use super::{
-    AdminConfig, CommonConfig, Lookup, admin_config, admin_display, parse_count, parse_duration,
-    parsed, var,
+    AdminConfig, CommonConfig, Lookup, Secret, admin_config, admin_display, parse_count,
+    parse_duration, parse_list, parsed, var,
 };
+use crate::client::Signer;
 use crate::client::policy::backoff::Backoff;
 use crate::error::ConfigError;
 use crate::http::client::{Endpoint, Target};
@@ -32,8 +33,42 @@ pub struct ClientConfig {
     pub breaker_cooldown: Duration,
     /// The admin listener (`/metrics`, `/health`, the DLQ API); `None` when disabled.
     pub admin: Option<AdminConfig>,
-    /// `RELAY_TARGET_HEALTH_URL`: a `GET` whose 2xx is evidence that the target is up.
+    /// `RELAY_TARGET_HEALTH_URL`: a `GET` whose 2xx is evidence that the default target is up.
     pub health: Option<Endpoint>,
+    /// `RELAY_TARGET_SECRET`: signs what goes to the default target (`whsec_…`, several while
+    /// rotating).
+    pub signer: Option<Signer>,
+    /// `RELAY_ROUTES` with `RELAY_TARGET_URL_<SOURCE>` and `RELAY_TARGET_SECRET_<SOURCE>`:
+    /// sources delivered to a target of their own.
+    pub routes: Vec<RouteConfig>,
+}
+
+/// A source delivered to its own target.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub source: String,
+    pub target: Endpoint,
+    pub signer: Option<Signer>,
+}
+
+/// `<PREFIX><SOURCE>`: the source upper-cased, `-` as `_`.
+fn per_source(prefix: &str, source: &str) -> String {
+    format!("{prefix}{}", source.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The signer of `RELAY_TARGET_SECRET[_<SOURCE>]`, if set.
+fn signer(get: Lookup, name: &str) -> Result<Option<Signer>, ConfigError> {
+    let secrets: Vec<Secret> = var(get, name)
+        .map_or_else(Vec::new, |v| parse_list(&v))
+        .into_iter()
+        .map(Secret::new)
+        .collect();
+    match secrets.is_empty() {
+        true => Ok(None),
+        false => Signer::new(&secrets)
+            .map(Some)
+            .map_err(|e| ConfigError::new(name, e)),
+    }
 }
 
 impl ClientConfig {
@@ -72,6 +107,33 @@ impl ClientConfig {
                 "must not be below RELAY_BACKOFF_BASE",
             ));
         }
+        let mut routes: Vec<RouteConfig> = Vec::new();
+        for source in var(get, "RELAY_ROUTES").map_or_else(Vec::new, |v| parse_list(&v)) {
+            if !crate::server::valid_source(&source) {
+                return Err(ConfigError::new(
+                    "RELAY_ROUTES",
+                    format!("{source:?}: a source is 1-64 of A-Z a-z 0-9 _ -"),
+                ));
+            }
+            let url_var = per_source("RELAY_TARGET_URL_", &source);
+            if routes
+                .iter()
+                .any(|r| per_source("RELAY_TARGET_URL_", &r.source) == url_var)
+            {
+                return Err(ConfigError::new(
+                    "RELAY_ROUTES",
+                    format!("{source:?} is listed twice (or shares {url_var} with another)"),
+                ));
+            }
+            let url = var(get, &url_var).ok_or_else(|| {
+                ConfigError::new(&url_var, format!("route {source:?} needs its target URL"))
+            })?;
+            routes.push(RouteConfig {
+                target: endpoint(&url_var, &url)?,
+                signer: signer(get, &per_source("RELAY_TARGET_SECRET_", &source))?,
+                source,
+            });
+        }
         let forward_timeout = parsed(get, "RELAY_FORWARD_TIMEOUT", "15s", parse_duration)?;
         if forward_timeout.is_zero() {
             return Err(ConfigError::new("RELAY_FORWARD_TIMEOUT", "must be above 0"));
@@ -88,6 +150,8 @@ impl ClientConfig {
             breaker_cooldown: parsed(get, "RELAY_BREAKER_COOLDOWN", "30s", parse_duration)?,
             admin: admin_config(get, "127.0.0.1:9091")?,
             health,
+            signer: signer(get, "RELAY_TARGET_SECRET")?,
+            routes,
         })
     }
 
@@ -95,8 +159,14 @@ impl ClientConfig {
     /// Redis URL, shown without credentials).
     pub fn summary(&self) -> String {
         format!(
-            "target={} health={} admin={} redis={} tls_trust={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            "target={}{} routes={} health={} admin={} redis={} tls_trust={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
             self.target.target().display(),
+            if self.signer.is_some() {
+                " (signed)"
+            } else {
+                ""
+            },
+            self.routes_display(),
             self.health
                 .as_ref()
                 .map_or_else(|| "off".to_owned(), |h| h.target().display()),
@@ -116,6 +186,24 @@ impl ClientConfig {
             self.breaker_cooldown,
             self.common.log_level,
         )
+    }
+}
+
+impl ClientConfig {
+    /// `stripe→https://…/stripe (signed),…`, `-` for none.
+    fn routes_display(&self) -> String {
+        match self.routes.is_empty() {
+            true => "-".to_owned(),
+            false => self
+                .routes
+                .iter()
+                .map(|r| {
+                    let signed = if r.signer.is_some() { " (signed)" } else { "" };
+                    format!("{}→{}{signed}", r.source, r.target.target().display())
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        }
     }
 }
 

@@ -9,7 +9,7 @@ mod value;
 
 use std::net::SocketAddr;
 
-pub use client::ClientConfig;
+pub use client::{ClientConfig, RouteConfig};
 pub use sources::{SourceConfig, secret_var};
 pub use value::{Secret, parse_count, parse_duration, parse_list, parse_size};
 
@@ -209,21 +209,9 @@ impl ServerConfig {
             self.unverified_budget,
             self.max_connections,
             self.trusted_proxies.len(),
-            sources_display(&self.sources),
+            sources::display(&self.sources),
             self.common.log_level,
         )
-    }
-}
-
-/// `whatsapp:meta/1,stripe:stripe/2` (scheme and secret count), `-` for none.
-fn sources_display(sources: &[SourceConfig]) -> String {
-    match sources.is_empty() {
-        true => "-".to_owned(),
-        false => sources
-            .iter()
-            .map(|s| format!("{}:{:?}/{}", s.name, s.scheme, s.secrets.len()))
-            .collect::<Vec<_>>()
-            .join(","),
     }
 }
 

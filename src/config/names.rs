@@ -27,20 +27,28 @@ pub const KNOWN: &[&str] = &[
     "RELAY_META_APP_SECRET",
     "RELAY_META_VERIFY_TOKEN",
     "RELAY_RETENTION",
+    "RELAY_ROUTES",
     "RELAY_SIGNATURE_TOLERANCE",
     "RELAY_SOURCES",
     "RELAY_STREAM",
     "RELAY_TARGET_HEALTH_URL",
+    "RELAY_TARGET_SECRET",
     "RELAY_TARGET_URL",
     "RELAY_TRUSTED_PROXIES",
     "RELAY_UNVERIFIED_BUDGET",
 ];
 
+/// Prefixes of variables named after a source.
+const PER_SOURCE: [&str; 3] = ["RELAY_SECRET_", "RELAY_TARGET_URL_", "RELAY_TARGET_SECRET_"];
+
 /// Refuses a `RELAY_*` name the relay does not know, naming the closest known one.
 pub fn check<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ConfigError> {
     for name in names {
-        // `RELAY_SECRET_<SOURCE>`: named by the sources of `RELAY_SOURCES`.
-        let secret = name.starts_with("RELAY_SECRET_") && name.len() > "RELAY_SECRET_".len();
+        // `RELAY_SECRET_<SOURCE>`, `RELAY_TARGET_URL_<SOURCE>`, `RELAY_TARGET_SECRET_<SOURCE>`:
+        // named by the sources of `RELAY_SOURCES` and `RELAY_ROUTES`.
+        let secret = PER_SOURCE
+            .iter()
+            .any(|p| name.starts_with(p) && name.len() > p.len());
         if name.starts_with("RELAY_") && !KNOWN.contains(&name) && !secret {
             let hint = closest(name)
                 .map(|k| format!("; did you mean {k}?"))

@@ -76,6 +76,18 @@ pub fn load(get: Lookup) -> Result<(Vec<SourceConfig>, Duration), ConfigError> {
     Ok((out, tolerance))
 }
 
+/// `whatsapp:meta/github/1,stripe:stripe/2` (scheme and secret count), `-` for none.
+pub fn display(sources: &[SourceConfig]) -> String {
+    match sources.is_empty() {
+        true => "-".to_owned(),
+        false => sources
+            .iter()
+            .map(|s| format!("{}:{}/{}", s.name, s.scheme.as_str(), s.secrets.len()))
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,6 +53,19 @@ impl Scheme {
         })
     }
 
+    /// The scheme's name for log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Hub => "meta/github",
+            Scheme::Stripe => "stripe",
+            Scheme::Shopify => "shopify",
+            Scheme::Slack => "slack",
+            Scheme::Standard => "standard",
+            Scheme::Gitlab => "gitlab",
+            Scheme::Token => "token",
+        }
+    }
+
     /// The header whose presence says a request tries this scheme (none for the URL token).
     fn header(self) -> Option<&'static str> {
         match self {
@@ -234,10 +247,7 @@ impl SourceAuth {
 /// The key a secret stands for, or why it cannot be one.
 pub fn key_of(scheme: Scheme, secret: &str) -> Result<Vec<u8>, String> {
     match scheme {
-        Scheme::Standard => secret
-            .strip_prefix("whsec_")
-            .and_then(crate::base64::decode)
-            .filter(|k| !k.is_empty())
+        Scheme::Standard => crate::base64::whsec_key(secret)
             .ok_or_else(|| "a standard (Svix) secret is whsec_ followed by base64".to_owned()),
         _ => Ok(secret.as_bytes().to_vec()),
     }

@@ -104,6 +104,8 @@ pub struct Trace {
     pub answer: Option<String>,
     /// The dead letter's id.
     pub dlq_id: Option<String>,
+    /// The routed target it went to (`None`: the default target).
+    pub target: Option<String>,
 }
 
 impl Trace {
@@ -131,6 +133,7 @@ impl Trace {
             ("error", &self.error),
             ("answer", &self.answer),
             ("dlq_id", &self.dlq_id),
+            ("target", &self.target),
         ] {
             if let Some(v) = value {
                 let _ = write!(out, r#","{name}":{}"#, text(v));
@@ -157,6 +160,7 @@ impl Trace {
             at: v["at"].as_u64().unwrap_or(0),
             answer: text("answer"),
             dlq_id: text("dlq_id"),
+            target: text("target"),
         })
     }
 
@@ -340,6 +344,7 @@ mod tests {
             at: 1_764_351_234_567,
             answer: Some("{\"error\":\"boom\"}".into()),
             dlq_id: Some("1-0".into()),
+            target: None,
         };
         assert_eq!(Trace::decode(t.encode().as_bytes()), Some(t.clone()));
         let delivered = Trace {
@@ -348,6 +353,7 @@ mod tests {
             error: None,
             answer: None,
             dlq_id: None,
+            target: None,
             ..t.clone()
         };
         assert_eq!(

@@ -254,6 +254,7 @@ async fn every_attempt_is_kept_newest_last_and_bounded() {
         at: 1_000 + u64::from(attempt),
         answer: Some("{\"error\":\n\"boom\"}".into()),
         dlq_id: None,
+        target: None,
     };
     let sid = id.parse().unwrap();
     // Attempts 1..=13 fail, one batch each; then the dead letter of attempt 13.

@@ -51,7 +51,7 @@ async fn sighup_rotates_keys_in_place_and_says_what_changed_without_values() {
     std::fs::write(&file, "RELAY_API_KEYS=new-key-5678,old-key-1234\n").unwrap();
     signal(server.child.id(), "HUP");
     server
-        .logs("credentials reloaded: API keys 1 added, 0 removed (2 now); app secrets unchanged (0); verify token unchanged")
+        .logs("credentials reloaded: API keys 1 added, 0 removed (2 now); app secrets unchanged (0); source secrets unchanged (0); verify token unchanged")
         .await;
     assert_eq!(status("new-key-5678").await, 200);
     assert_eq!(status("old-key-1234").await, 200);
@@ -63,7 +63,7 @@ async fn sighup_rotates_keys_in_place_and_says_what_changed_without_values() {
     .unwrap();
     signal(server.child.id(), "HUP");
     server
-        .logs("API keys 0 added, 1 removed (1 now); app secrets unchanged (0); verify token set")
+        .logs("API keys 0 added, 1 removed (1 now); app secrets unchanged (0); source secrets unchanged (0); verify token set")
         .await;
     server
         .logs("SIGHUP: max_body changed; restart the server to apply")

@@ -191,3 +191,100 @@ async fn url_tokens_never_reach_the_log() {
         "{log}"
     );
 }
+
+/// Routes per source with real sinks: the `stripe` target down (connection refused) while
+/// the default one delivers; each target's breaker apart; the hop to the default target
+/// signed with Standard Webhooks headers over the exact bytes; then `stripe` back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_keep_targets_apart_and_the_hop_is_signed() {
+    use crate::support::sink::Sink;
+    let redis = Redis::start().await;
+    let relay = Relay::start(&redis, "snd:r").await;
+    let (main, stripe) = (Sink::start().await, Sink::start().await);
+    stripe.down().await;
+    let secret = "whsec_cmVsYXktdG8tYXBwLWhvcC1zZWNyZXQtMzI=";
+    let stripe_url = stripe.url();
+    let client = RelayClient::start(client_config(
+        &redis.url(),
+        "snd:r",
+        &main.url(),
+        &[
+            ("RELAY_ROUTES", "stripe"),
+            ("RELAY_TARGET_URL_STRIPE", stripe_url.as_str()),
+            ("RELAY_TARGET_SECRET", secret),
+            ("RELAY_BREAKER_THRESHOLD", "3"),
+        ],
+    ));
+    let mut stripe_ids = Vec::new();
+    for i in 0..5 {
+        let body = format!(r#"{{"stripe":{i}}}"#);
+        let r = relay
+            .request(&post(
+                "/webhook/stripe",
+                &[("X-API-Key", API_KEY)],
+                body.as_bytes(),
+            ))
+            .await;
+        stripe_ids.push(r.id());
+    }
+    for i in 0..5 {
+        let body = format!(r#"{{"wa":{i}}}"#);
+        relay
+            .request(&post(
+                "/webhook/whatsapp",
+                &[("X-API-Key", API_KEY)],
+                body.as_bytes(),
+            ))
+            .await;
+    }
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+    assert!(
+        main.wait_for(WAIT, |r| r.len() == 5).await,
+        "the default target delivers while stripe's is down"
+    );
+    let open = || {
+        let mut out = String::new();
+        client.metrics.render(&mut out);
+        metric(&out, r#"relay_target_breaker_open{target="stripe"}"#) == Some(1.0)
+            && metric(&out, r#"relay_target_breaker_open{target="default"}"#) == Some(0.0)
+    };
+    assert!(
+        eventually(WAIT, || async { open() }).await,
+        "only stripe's breaker opens"
+    );
+
+    // The signed hop: webhook-id is X-Relay-Id; the signature covers id.timestamp.body.
+    let key = crm_relay::base64::whsec_key(secret).unwrap();
+    for r in main.received() {
+        assert_eq!(r.header("webhook-id"), Some(r.relay_id().as_str()));
+        let ts = r.header("webhook-timestamp").unwrap();
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{}.{ts}.", r.relay_id()).as_bytes());
+        mac.update(&r.body);
+        let want = format!(
+            "v1,{}",
+            crm_relay::base64::encode(&mac.finalize().into_bytes())
+        );
+        assert_eq!(r.header("webhook-signature"), Some(want.as_str()));
+        assert!(now().abs_diff(ts.parse().unwrap()) < 60);
+    }
+
+    stripe.up().await;
+    assert!(
+        stripe.wait_for(WAIT * 2, |r| r.len() == 5).await,
+        "stripe's webhooks follow once it is back"
+    );
+    let got: Vec<String> = stripe.received().iter().map(|r| r.relay_id()).collect();
+    for id in &stripe_ids {
+        assert!(got.contains(id));
+    }
+    // Not signed: no secret for the stripe route.
+    assert!(stripe.received()[0].header("webhook-signature").is_none());
+    let outcome: String = redis::cmd("HGET")
+        .arg("snd:r:outcomes:relay")
+        .arg(&stripe_ids[0])
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(outcome.contains(r#""target":"stripe""#), "{outcome}");
+    client.stop().await;
+}

@@ -15,9 +15,9 @@ use super::deliver::{self, Attempted};
 use super::feed::FeedMsg;
 use super::policy::jobs::{Effect, Jobs};
 use super::policy::outcome::{Verdict, classify};
+use super::targets::Destinations;
 use super::writes::Writes;
 use crate::clock::unix_ms;
-use crate::http::client::Client as Http;
 use crate::metrics::ClientMetrics;
 use crate::shutdown::Shutdown;
 use crate::stream::{DeadLetter, DeadLettered, Entry, Record, StoreError, Stored, StreamId};
@@ -43,7 +43,7 @@ pub enum Event {
 
 pub struct Dispatcher {
     pub jobs: Jobs,
-    pub http: Arc<Http>,
+    pub destinations: Destinations,
     pub metrics: Arc<ClientMetrics>,
     pub writes: Writes,
     pub tx: mpsc::UnboundedSender<Event>,
@@ -91,7 +91,8 @@ impl Dispatcher {
     /// Starts every attempt the policy allows now.
     fn start_ready(&mut self) {
         while let Some(start) = self.jobs.next(Instant::now()) {
-            deliver::spawn(&mut self.deliveries, &self.http, start, &self.tx);
+            let to = self.destinations.get(start.route);
+            deliver::spawn(&mut self.deliveries, to, start, &self.tx);
         }
     }
 
@@ -193,6 +194,7 @@ impl Dispatcher {
             Verdict::Delivered => {
                 self.metrics.deliveries.inc("delivered");
                 self.metrics.delivered_by_source.inc(&a.source);
+                self.metrics.delivered_by_target.inc(&a.target);
                 let e2e = unix_ms().saturating_sub(a.received_at);
                 self.metrics.end_to_end.observe(Duration::from_millis(e2e));
             }
@@ -210,6 +212,17 @@ impl Dispatcher {
             self.jobs.breaker_open(),
             std::sync::atomic::Ordering::Relaxed,
         );
+        let breakers = (0..self.destinations.len())
+            .map(|r| {
+                let name = self.destinations.get(r).name.clone();
+                (name, self.jobs.breaker_open_for(r))
+            })
+            .collect();
+        *self
+            .metrics
+            .target_breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = breakers;
     }
 
     /// Carries out the policy's effects.
@@ -220,16 +233,22 @@ impl Dispatcher {
                 Effect::DeadLetter(id, info) => self.writes.dead_letter(id, info),
                 Effect::Forget(id) => self.writes.forget(id),
                 Effect::Persist(id, stored) => self.writes.persist(id, stored),
-                Effect::BreakerOpened => {
+                Effect::BreakerOpened(route) => {
+                    let to = self.destinations.get(route);
                     log::warn!(
-                        "{} failing for several webhooks in a row: circuit breaker open, deliveries paused",
-                        self.http.target().display()
+                        "{} ({}) failing for several webhooks in a row: circuit breaker open, its deliveries paused",
+                        to.http.target().display(),
+                        to.name
                     )
                 }
-                Effect::BreakerClosed => log::info!(
-                    "{} answering again: circuit breaker closed",
-                    self.http.target().display()
-                ),
+                Effect::BreakerClosed(route) => {
+                    let to = self.destinations.get(route);
+                    log::info!(
+                        "{} ({}) answering again: circuit breaker closed",
+                        to.http.target().display(),
+                        to.name
+                    )
+                }
                 Effect::Uncounted { id, first } => {
                     self.metrics.uncounted.inc();
                     super::report::uncounted(id, first);

@@ -31,7 +31,7 @@ impl Jobs {
         let size = entry.size();
         self.insert(id, Some(Arc::new(entry)), size, Stored::default(), now);
         self.enter(id, State::Ready);
-        self.ready.push_back(id);
+        self.push_ready(id);
         true
     }
 
@@ -93,6 +93,7 @@ impl Jobs {
         due: Instant,
     ) {
         let job = Job {
+            route: entry.as_deref().map_or(0, |e| (self.router)(e)),
             entry,
             size,
             tries: s.tries,
@@ -155,9 +156,10 @@ impl Jobs {
                 self.enter(id, State::NeedsBody);
                 let job = self.jobs.get_mut(&id).expect("checked above");
                 job.size = entry.size();
+                job.route = (self.router)(&entry);
                 job.entry = Some(Arc::new(entry));
                 self.enter(id, State::Ready);
-                self.ready.push_back(id);
+                self.push_ready(id);
             }
             None => self.settle(id, Write::Forget, &mut fx),
         }

@@ -40,6 +40,8 @@ pub(super) enum State {
 /// One webhook.
 #[derive(Debug)]
 pub(super) struct Job {
+    /// Which target it goes to (an index into `Jobs::targets`; set once its entry is known).
+    pub(super) route: usize,
     /// Shared with the delivery task of an attempt, so the body is never copied per attempt.
     pub(super) entry: Option<Arc<Entry>>,
     /// Bytes of the entry, when known (0 while unknown).

@@ -62,6 +62,8 @@ pub struct Start {
     /// `X-Relay-Attempt`: 1 for the first attempt.
     pub attempt: u32,
     pub probe: bool,
+    /// Its target.
+    pub route: usize,
 }
 
 /// Something to carry out (Redis writes, log lines, a health check).
@@ -72,8 +74,9 @@ pub enum Effect {
     Forget(StreamId),
     /// Store the counts so that they survive a restart.
     Persist(StreamId, Stored),
-    BreakerOpened,
-    BreakerClosed,
+    /// The breaker of target `.0` opened / closed.
+    BreakerOpened(usize),
+    BreakerClosed(usize),
     /// A failure of `id` was not counted: nothing showed the target was up around it.
     Uncounted {
         id: StreamId,
@@ -91,17 +94,26 @@ pub struct Plan {
     pub fresh: usize,
 }
 
-/// Every webhook the client holds, and the target's state.
+/// Which target an entry goes to.
+pub type Router = Box<dyn Fn(&Entry) -> usize + Send>;
+
+/// Every webhook the client holds, and the targets' state.
 pub struct Jobs {
     pub(super) policy: Policy,
     pub(super) jobs: HashMap<StreamId, Job>,
-    pub(super) ready: VecDeque<StreamId>,
+    /// Webhooks ready to go, per target.
+    pub(super) ready: Vec<VecDeque<StreamId>>,
     pub(super) needs_body: VecDeque<StreamId>,
     pub(super) waiting: BinaryHeap<Reverse<(Instant, u64, StreamId)>>,
     /// Finished webhooks and when, so stale reads cannot bring them back.
     pub(super) finished: HashMap<StreamId, Instant>,
     pub(super) finished_order: VecDeque<(Instant, StreamId)>,
-    pub(super) target: Target,
+    /// Each target's state: the default one first, then one per route.
+    pub(super) targets: Vec<Target>,
+    /// The target of an entry (from its source).
+    pub(super) router: Router,
+    /// Where `next` starts looking, so that targets take turns.
+    pub(super) turn: usize,
     pub(super) rng: Rng,
     pub(super) counts: Counts,
     pub(super) generation: u64,
@@ -118,20 +130,39 @@ impl Jobs {
             policy.window,
         );
         Jobs {
+            ready: vec![VecDeque::new()],
+            targets: vec![target],
+            router: Box::new(|_| 0),
+            turn: 0,
             policy,
             jobs: HashMap::new(),
-            ready: VecDeque::new(),
             needs_body: VecDeque::new(),
             waiting: BinaryHeap::new(),
             finished: HashMap::new(),
             finished_order: VecDeque::new(),
-            target,
             rng,
             counts: Counts::default(),
             generation: 0,
             awaiting_health: Vec::new(),
             health_asked: false,
         }
+    }
+
+    /// `targets` targets in all (the default one included), each with its own breaker,
+    /// throttling and evidence; `router` names an entry's.
+    pub fn with_routes(mut self, targets: usize, router: Router) -> Self {
+        let p = &self.policy;
+        self.targets = (0..targets.max(1))
+            .map(|_| Target::new(p.breaker_threshold, p.breaker_cooldown, p.window))
+            .collect();
+        self.ready = vec![VecDeque::new(); targets.max(1)];
+        self.router = router;
+        self
+    }
+
+    /// Whether the breaker of target `route` is open.
+    pub fn breaker_open_for(&self, route: usize) -> bool {
+        self.targets.get(route).is_some_and(Target::breaker_open)
     }
 
     pub fn len(&self) -> usize {
@@ -148,7 +179,7 @@ impl Jobs {
     }
 
     pub fn breaker_open(&self) -> bool {
-        self.target.breaker_open()
+        self.targets.iter().any(Target::breaker_open)
     }
 
     /// Failures of `id` so far in a row (for the first-failure log line).

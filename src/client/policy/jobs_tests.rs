@@ -27,10 +27,16 @@ fn id(n: u64) -> StreamId {
     StreamId { ms: n, seq: 0 }
 }
 
+/// Ids from 1000 on come from the source `down` (routed to a target of their own in
+/// `routes_are_independent`).
 fn entry(n: u64) -> Entry {
+    let mut fields = vec![("body".into(), vec![b'x'; 100])];
+    if n >= 1000 {
+        fields.push(("source".into(), b"down".to_vec()));
+    }
     Entry {
         id: id(n).to_string(),
-        fields: Some(vec![("body".into(), vec![b'x'; 100])]),
+        fields: Some(fields),
     }
 }
 
@@ -77,7 +83,7 @@ impl World {
                     started.push(s);
                 }
                 let plan = self.jobs.plan(self.now, true);
-                if (started.is_empty() && plan.fetch.is_empty()) || self.now > until {
+                if started.is_empty() && plan.fetch.is_empty() {
                     break;
                 }
                 for s in started {
@@ -90,6 +96,10 @@ impl World {
                 for (i, _) in plan.fetch {
                     let fx = self.jobs.fetched(i, Some(entry(i.ms)));
                     self.apply(fx);
+                }
+                // Attempts started are always answered: none is left in flight.
+                if self.now > until {
+                    break;
                 }
             }
             match self.jobs.next_wakeup() {
@@ -172,7 +182,7 @@ fn an_outage_of_an_hour_dead_letters_nothing() {
         w.dead_letters().is_empty(),
         "every webhook failing is an outage"
     );
-    assert!(w.effects.contains(&Effect::BreakerOpened));
+    assert!(w.effects.contains(&Effect::BreakerOpened(0)));
 }
 
 #[test]
@@ -377,7 +387,7 @@ fn probes_and_attempts_overlapping_an_open_breaker_never_count() {
     w.apply(fx);
     let fx = w.jobs.finish(b.id, status(500), w.now, w.unix());
     w.apply(fx);
-    assert!(w.effects.contains(&Effect::BreakerOpened));
+    assert!(w.effects.contains(&Effect::BreakerOpened(0)));
     // c started before the opening and fails after a probe closed the breaker again.
     w.now += 2 * S;
     w.load();
@@ -498,4 +508,39 @@ fn failed_final_writes_are_offered_again() {
     assert!(w.jobs.retry_writes().is_empty(), "offered once per failure");
     w.jobs.written(id(1), w.now);
     assert!(w.jobs.is_empty());
+}
+
+/// Two targets: one refuses every connection for a minute, the other answers. The other's
+/// webhooks are all delivered meanwhile, only the dead one's breaker opens, nothing is
+/// dead-lettered, and once it is back its webhooks are delivered too.
+#[test]
+fn one_targets_outage_does_not_pause_another() {
+    let mut w = World::new(policy(3));
+    w.jobs = Jobs::new(policy(3), Rng::new(7)).with_routes(
+        2,
+        Box::new(|e: &Entry| usize::from(e.field("source") == Some(b"down".as_slice()))),
+    );
+    for n in (1..=10).chain(1000..1010) {
+        w.add(n);
+    }
+    let outage_ends = w.now + 60 * S;
+    w.run(outage_ends, |i, _| match i.ms >= 1000 {
+        true => Attempt::Unreachable("connection refused".into()),
+        false => status(200),
+    });
+    let acked = w.acked();
+    assert_eq!(acked.len(), 10, "the healthy target's webhooks: {acked:?}");
+    assert!(acked.iter().all(|i| i.ms < 1000));
+    assert!(w.effects.contains(&Effect::BreakerOpened(1)));
+    assert!(!w.effects.contains(&Effect::BreakerOpened(0)));
+    assert!(w.jobs.breaker_open_for(1) && !w.jobs.breaker_open_for(0));
+    assert!(
+        w.dead_letters().is_empty(),
+        "an outage dead-letters nothing"
+    );
+    // Back: the waiting ones go through.
+    let later = w.now + 60 * S;
+    w.run(later, |_, _| status(200));
+    assert_eq!(w.acked().len(), 20);
+    assert!(w.effects.contains(&Effect::BreakerClosed(1)));
 }

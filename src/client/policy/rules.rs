@@ -39,29 +39,30 @@ impl Jobs {
             return fx;
         };
         job.tries += 1;
+        let route = job.route;
         let verdict = classify(&attempt);
         job.last = Some(attempt);
         match verdict {
             Verdict::Delivered => {
                 self.settle(id, Write::Ack, &mut fx);
-                self.target_up(now, unix_ms, &mut fx);
+                self.target_up(route, now, unix_ms, &mut fx);
             }
             Verdict::Rejected => {
                 job.counted += 1;
                 let dl = self.dead_letter_info(id, unix_ms);
                 self.settle(id, Write::DeadLetter(dl), &mut fx);
-                self.target_up(now, unix_ms, &mut fx);
+                self.target_up(route, now, unix_ms, &mut fx);
             }
             Verdict::Throttled { retry_after } => {
                 if probe {
-                    self.target.probe_abandoned();
+                    self.targets[route].probe_abandoned();
                 }
-                let until = self.target.throttle(now, retry_after, &self.policy.backoff);
+                let until = self.targets[route].throttle(now, retry_after, &self.policy.backoff);
                 self.wait(id, until, now, unix_ms, &mut fx);
             }
             Verdict::Unreachable => self.failed(id, probe, None, false, now, unix_ms, &mut fx),
             Verdict::Failed { retry_after } => {
-                let countable = !probe && !self.target.overlapped_outage(started);
+                let countable = !probe && !self.targets[route].overlapped_outage(started);
                 self.failed(id, probe, retry_after, countable, now, unix_ms, &mut fx);
             }
         }
@@ -81,15 +82,16 @@ impl Jobs {
     ) {
         let job = self.jobs.get_mut(&id).expect("finishing a held job");
         let first = job.failures == 0;
+        let route = job.route;
         job.failures = job.failures.saturating_add(1);
         let failures = job.failures;
         if countable {
             job.suspects += 1;
-            self.target.evidence.suspect(id, now);
+            self.targets[route].evidence.suspect(id, now);
         }
-        let (transition, rulings) = self.target.failed(id, now, probe, first);
+        let (transition, rulings) = self.targets[route].failed(id, now, probe, first);
         if transition == Some(Transition::Opened) {
-            fx.push(Effect::BreakerOpened);
+            fx.push(Effect::BreakerOpened(route));
         }
         let delay = self
             .policy
@@ -115,16 +117,17 @@ impl Jobs {
         fx.push(Effect::Persist(id, self.stored(id, now, unix_ms)));
     }
 
-    fn target_up(&mut self, now: Instant, unix_ms: u64, fx: &mut Vec<Effect>) {
-        let (transition, rulings) = self.target.up(now);
+    fn target_up(&mut self, route: usize, now: Instant, unix_ms: u64, fx: &mut Vec<Effect>) {
+        let (transition, rulings) = self.targets[route].up(now);
         if transition == Some(Transition::Closed) {
-            fx.push(Effect::BreakerClosed);
+            fx.push(Effect::BreakerClosed(route));
         }
         self.apply(rulings, false, now, unix_ms, fx);
     }
 
-    /// The health URL answered: 2xx is evidence the target is up for the failures that had
-    /// none (and for every suspect in its window); anything else leaves them uncounted.
+    /// The health URL answered: 2xx is evidence the default target is up for the failures
+    /// that had none (and for every suspect in its window); anything else leaves them
+    /// uncounted.
     pub fn health(&mut self, up: bool, now: Instant, unix_ms: u64) -> Vec<Effect> {
         self.health_asked = false;
         let mut fx = Vec::new();
@@ -136,7 +139,7 @@ impl Jobs {
         let mut rulings: Vec<(StreamId, Ruling)> =
             asked.into_iter().map(|id| (id, ruling)).collect();
         if up {
-            rulings.extend(self.target.healthy(now));
+            rulings.extend(self.targets[0].healthy(now));
         }
         self.apply(rulings, true, now, unix_ms, &mut fx);
         fx
@@ -168,7 +171,9 @@ impl Jobs {
         let Some(job) = self.jobs.get_mut(&id).filter(|j| j.suspects > 0) else {
             return; // finished meanwhile
         };
-        if ruling == Ruling::NoEvidence && self.policy.health_check && !health_answered {
+        // The health URL speaks for the default target only.
+        let asks = self.policy.health_check && job.route == 0;
+        if ruling == Ruling::NoEvidence && asks && !health_answered {
             self.awaiting_health.push(id);
             if !std::mem::replace(&mut self.health_asked, true) {
                 fx.push(Effect::CheckHealth);
@@ -206,7 +211,8 @@ impl Jobs {
 
     /// Gives `id` its final write.
     pub(super) fn settle(&mut self, id: StreamId, write: Write, fx: &mut Vec<Effect>) {
-        self.target.evidence.forget(id);
+        let route = self.jobs.get(&id).map_or(0, |j| j.route);
+        self.targets[route].evidence.forget(id);
         if let Some(job) = self.jobs.get_mut(&id) {
             job.suspects = 0;
         }

@@ -11,27 +11,29 @@ use super::target::Gate;
 use crate::stream::StreamId;
 
 impl Jobs {
-    /// The next attempt to start at `now`, if concurrency, the breaker and throttling allow.
+    /// The next attempt to start at `now`, if concurrency and its target's breaker and
+    /// throttling allow. Targets take turns: one target's closed gate never holds another's
+    /// webhooks back.
     pub fn next(&mut self, now: Instant) -> Option<Start> {
         self.promote_due(now);
         if self.counts.in_flight >= self.policy.concurrency {
             return None;
         }
-        while let Some(id) = self.ready.front() {
-            if self.jobs.get(id).is_some_and(|j| j.state == State::Ready) {
-                break;
+        let n = self.targets.len();
+        let (route, probe) = (0..n).find_map(|i| {
+            let route = (self.turn + i) % n;
+            self.drop_stale(route);
+            self.ready[route].front()?;
+            match self.targets[route].gate(now) {
+                Gate::Normal => Some((route, false)),
+                Gate::Probe => Some((route, true)),
+                Gate::Closed => None,
             }
-            self.ready.pop_front(); // finished or moved meanwhile
-        }
-        self.ready.front()?;
-        let probe = match self.target.gate(now) {
-            Gate::Normal => false,
-            Gate::Probe => true,
-            Gate::Closed => return None,
-        };
+        })?;
+        self.turn = (route + 1) % n;
         let id = match probe {
-            true => self.take_probe(),
-            false => self.ready.pop_front().expect("front checked above"),
+            true => self.take_probe(route),
+            false => self.ready[route].pop_front().expect("front checked above"),
         };
         self.enter(
             id,
@@ -46,13 +48,29 @@ impl Jobs {
             entry: job.entry.clone().expect("a ready job holds its body"),
             attempt: job.tries + 1,
             probe,
+            route,
         })
     }
 
+    /// Drops ids at the front of `route`'s queue that finished or moved meanwhile.
+    fn drop_stale(&mut self, route: usize) {
+        while let Some(id) = self.ready[route].front() {
+            if self.jobs.get(id).is_some_and(|j| j.state == State::Ready) {
+                break;
+            }
+            self.ready[route].pop_front();
+        }
+    }
+
+    /// Queues a ready webhook for its target.
+    pub(super) fn push_ready(&mut self, id: StreamId) {
+        let route = self.jobs.get(&id).map_or(0, |j| j.route);
+        self.ready[route].push_back(id);
+    }
+
     /// The probe tests the target, not a webhook: the ready one that failed least.
-    fn take_probe(&mut self) -> StreamId {
-        let at = self
-            .ready
+    fn take_probe(&mut self, route: usize) -> StreamId {
+        let at = self.ready[route]
             .iter()
             .enumerate()
             .filter_map(|(i, id)| Some((i, self.jobs.get(id)?)))
@@ -60,7 +78,7 @@ impl Jobs {
             .min_by_key(|(_, j)| j.failures)
             .map(|(i, _)| i)
             .expect("a ready job exists");
-        self.ready.remove(at).expect("index from the queue")
+        self.ready[route].remove(at).expect("index from the queue")
     }
 
     /// Moves webhooks whose backoff is over to the ready queue (or to be loaded).
@@ -78,7 +96,7 @@ impl Jobs {
             }
             if job.entry.is_some() {
                 self.enter(id, State::Ready);
-                self.ready.push_back(id);
+                self.push_ready(id);
             } else {
                 self.enter(id, State::NeedsBody);
                 self.needs_body.push_back(id);
@@ -99,7 +117,11 @@ impl Jobs {
             }
         }
         let mut fx = Vec::new();
-        let rulings = self.target.evidence.expire(now);
+        let rulings: Vec<_> = self
+            .targets
+            .iter_mut()
+            .flat_map(|t| t.evidence.expire(now))
+            .collect();
         self.apply(rulings, false, now, unix_ms, &mut fx);
         fx
     }
@@ -120,13 +142,18 @@ impl Jobs {
                 }
             }
         };
-        let gate = match self.ready.is_empty() {
-            true => None,
-            false => self.target.reopens_at(),
-        };
-        [retry, gate, self.target.evidence.next_expiry()]
+        let gates = self
+            .targets
+            .iter()
+            .zip(&self.ready)
+            .filter(|(_, ready)| !ready.is_empty())
+            .filter_map(|(t, _)| t.reopens_at());
+        let expiries = self.targets.iter().filter_map(|t| t.evidence.next_expiry());
+        [retry]
             .into_iter()
             .flatten()
+            .chain(gates)
+            .chain(expiries)
             .min()
     }
 }

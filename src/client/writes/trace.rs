@@ -36,6 +36,7 @@ impl Writes {
                 .filter(|_| !delivered)
                 .map(|r| String::from_utf8_lossy(&r.body_start).into_owned()),
             dlq_id: None,
+            target: (a.target != "default").then(|| a.target.clone()),
         };
         if delivered {
             self.failing.remove(&a.id);
@@ -57,6 +58,7 @@ impl Writes {
             at: info.failed_at,
             answer: None,
             dlq_id: None,
+            target: None,
         });
         trace.state = State::Dead;
         trace.dlq_id = Some(dlq_id);

@@ -331,6 +331,7 @@ mod tests {
             at: 0,
             answer: None,
             dlq_id: None,
+            target: None,
         }
     }
 

@@ -89,6 +89,7 @@ pub fn show_text(e: &Event, entry: &Entry) -> String {
         line("last_result", &result(t));
         line("last_attempt_at", &t.at.to_string());
         line("dlq_id", t.dlq_id.as_deref().unwrap_or(""));
+        line("target", t.target.as_deref().unwrap_or("default"));
         if let Some(answer) = &t.answer {
             let _ = writeln!(out, "last_answer (first KiB):\n{}", answer.trim_end());
         }

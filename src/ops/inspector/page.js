@@ -318,6 +318,7 @@ async function show(id) {
     ['X-Relay-Redelivery-Of', d.redelivery_of],
     ['X-Relay-Replay-Of', d.replay_of],
     ['Request', d.method + ' ' + d.path + (d.remote ? ' from ' + d.remote : '')],
+    ['Target', o.attempt ? (o.target || 'default') : ''],
     ['Dead letter', o.dlq_id],
   ]);
   $('d-attempts').tBodies[0].replaceChildren(...(d.attempts || []).map((a) => el('tr', {},
