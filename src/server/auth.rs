@@ -108,6 +108,11 @@ impl Authenticator {
         }
     }
 
+    /// The scheme `source` is configured with, if any.
+    pub fn scheme_of(&self, source: Option<&str>) -> Option<super::schemes::Scheme> {
+        Some(self.sources.get(source?)?.scheme)
+    }
+
     /// `authenticate` for a webhook to `/webhook/<source>[/<url_token>]`, at `now` (Unix s).
     pub fn authenticate_for(
         &self,

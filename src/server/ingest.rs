@@ -8,6 +8,7 @@ use super::backlog::Cap;
 use super::credentials::Keyring;
 use super::forwarded::{self, Cidr};
 use super::handshake;
+use super::route::{Route, route, without_token};
 use crate::config::ServerConfig;
 use crate::error::Report;
 use crate::http::{self, Admission, Budget, Framing, Head, Request, Response};
@@ -31,19 +32,6 @@ pub fn flush_logs() {
 
 /// Seconds a sender is asked to wait before retrying while Redis cannot take entries.
 pub const RETRY_AFTER_SECS: &str = "5";
-/// Longest `<source>` in `/webhook/<source>`.
-const MAX_SOURCE_LEN: usize = 64;
-/// Longest URL token in `/webhook/<source>/<token>`.
-const MAX_TOKEN_LEN: usize = 256;
-
-/// What a request path names.
-#[derive(Debug, PartialEq, Eq)]
-enum Route<'a> {
-    Health,
-    /// `/webhook` (no source), `/webhook/<source>`, or `/webhook/<source>/<url token>`.
-    Webhook(Option<&'a str>, Option<&'a str>),
-    NotFound,
-}
 
 /// The handler: credentials, the store, the backlog cap's flag.
 pub struct Ingest {
@@ -148,6 +136,14 @@ impl Ingest {
         if let Err(e) = checked {
             return self.unauthenticated(e, &remote);
         }
+        // Slack checks a Request URL by sending a signed challenge it wants echoed: a
+        // handshake, like Meta's GET, not a webhook.
+        if keys.auth.scheme_of(source) == Some(super::Scheme::Slack)
+            && let Some(challenge) = slack_challenge(&req.body)
+        {
+            self.metrics.requests.inc("other");
+            return Response::text(200, challenge);
+        }
         let mut headers = req.head.headers;
         keys.auth.strip_credentials(&mut headers);
         // A URL token is a credential: never stored.
@@ -247,56 +243,6 @@ fn without_body(route: Route<'_>, method: &str) -> Response {
     }
 }
 
-fn route(path: &str) -> Route<'_> {
-    match path {
-        "/health" => Route::Health,
-        "/webhook" => Route::Webhook(None, None),
-        _ => match path
-            .strip_prefix("/webhook/")
-            .map(|rest| rest.split_once('/'))
-        {
-            Some(None) if valid_source(&path[9..]) => Route::Webhook(Some(&path[9..]), None),
-            Some(Some((source, token))) if valid_source(source) && valid_token(token) => {
-                Route::Webhook(Some(source), Some(token))
-            }
-            _ => Route::NotFound,
-        },
-    }
-}
-
-/// A URL token: 1–256 unreserved characters (RFC 3986: `A-Za-z0-9-._~`).
-fn valid_token(s: &str) -> bool {
-    (1..=MAX_TOKEN_LEN).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
-/// `/webhook/<source>/<token>[?query]` → `/webhook/<source>[?query]`: what is stored and logged.
-pub fn without_token(target: &str) -> String {
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
-    let kept = match path
-        .strip_prefix("/webhook/")
-        .and_then(|r| r.split_once('/'))
-    {
-        Some((source, _)) => format!("/webhook/{source}"),
-        None => path.to_owned(),
-    };
-    match query {
-        Some(q) => format!("{kept}?{q}"),
-        None => kept,
-    }
-}
-
-/// `<source>`: 1–64 of `A-Za-z0-9_-`.
-pub fn valid_source(s: &str) -> bool {
-    (1..=MAX_SOURCE_LEN).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// `503` with `Retry-After`: the sender keeps the webhook and tries again.
 fn unavailable(e: &StoreError, what: &str) -> Response {
     match e {
@@ -306,44 +252,8 @@ fn unavailable(e: &StoreError, what: &str) -> Response {
     Response::error(503, "storage unavailable").with_header("Retry-After", RETRY_AFTER_SECS)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        assert_eq!(route("/health"), Route::Health);
-        assert_eq!(route("/webhook"), Route::Webhook(None, None));
-        assert_eq!(
-            route("/webhook/whatsapp_1-a"),
-            Route::Webhook(Some("whatsapp_1-a"), None)
-        );
-        assert_eq!(
-            route("/webhook/forms/Xy.9_~-k"),
-            Route::Webhook(Some("forms"), Some("Xy.9_~-k"))
-        );
-        assert_eq!(
-            without_token("/webhook/forms/s3cret?a=1"),
-            "/webhook/forms?a=1"
-        );
-        assert_eq!(without_token("/webhook/forms/s3cret"), "/webhook/forms");
-        let long = format!("/webhook/{}", "a".repeat(65));
-        for p in [
-            "/",
-            "/webhook/",
-            "/webhook/a/",
-            "/webhook/a/b/c",
-            "/webhook/a/b%20",
-            "/webhook/a.b",
-            "/webhooks",
-            long.as_str(),
-        ] {
-            assert_eq!(route(p), Route::NotFound, "{p}");
-        }
-        let max = "a".repeat(64);
-        assert_eq!(
-            route(&format!("/webhook/{max}")),
-            Route::Webhook(Some(max.as_str()), None)
-        );
-    }
+/// The `challenge` of Slack's `{"type":"url_verification","challenge":…}`.
+fn slack_challenge(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    (v["type"] == "url_verification").then(|| v["challenge"].as_str().map(str::to_owned))?
 }

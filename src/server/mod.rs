@@ -13,6 +13,7 @@ mod forwarded;
 mod handshake;
 mod ingest;
 mod retention;
+mod route;
 mod schemes;
 
 use std::net::SocketAddr;
@@ -31,7 +32,7 @@ use crate::stream::Store;
 use ingest::Ingest;
 
 pub use forwarded::Cidr;
-pub use ingest::valid_source;
+pub use route::valid_source;
 pub use schemes::{Scheme, SourceAuth, key_of};
 
 /// The server role: its configuration, HTTP limits, store and metrics.

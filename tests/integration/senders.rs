@@ -288,3 +288,51 @@ async fn routes_keep_targets_apart_and_the_hop_is_signed() {
     assert!(outcome.contains(r#""target":"stripe""#), "{outcome}");
     client.stop().await;
 }
+
+/// Slack checks a Request URL with a signed challenge it wants echoed; a forged one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_url_verification_is_answered_not_stored() {
+    let redis = Redis::start().await;
+    let config = server_config_with(
+        &redis.url(),
+        "snd:k",
+        &[
+            ("RELAY_SOURCES", "slack:slack"),
+            ("RELAY_SECRET_SLACK", "slack-signing-secret"),
+        ],
+    );
+    let relay = Relay::start_with(config, |_| {}).await;
+    let body = br#"{"token":"x","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#;
+    let ts = now().to_string();
+    let sign = |secret: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+        mac.update(format!("v0:{ts}:").as_bytes());
+        mac.update(body);
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("v0={hex}")
+    };
+    let good = sign("slack-signing-secret");
+    let headers = [
+        ("X-Slack-Request-Timestamp", ts.as_str()),
+        ("X-Slack-Signature", good.as_str()),
+    ];
+    let r = relay.request(&post("/webhook/slack", &headers, body)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.body,
+        b"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
+    let forged = sign("not-the-secret");
+    let headers = [
+        ("X-Slack-Request-Timestamp", ts.as_str()),
+        ("X-Slack-Signature", forged.as_str()),
+    ];
+    let r = relay.request(&post("/webhook/slack", &headers, body)).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(redis.xlen("snd:k"), 0, "a handshake is not a webhook");
+}
