@@ -49,6 +49,10 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
     }
     if let Some(c) = &client_config {
         findings.push(probe("target", &c.target, c.forward_timeout).await);
+        for r in &c.routes {
+            let what = format!("route {}", r.source);
+            findings.push(probe(&what, &r.target, c.forward_timeout).await);
+        }
         if let Some(health) = &c.health {
             findings.push(probe("health URL", health, c.forward_timeout).await);
         }

@@ -495,6 +495,8 @@ async fn check_names_missing_permissions_and_unreachable_targets() {
         &[
             ("REDIS_URL", &url),
             ("RELAY_TARGET_URL", "http://127.0.0.1:1/in"),
+            ("RELAY_ROUTES", "stripe"),
+            ("RELAY_TARGET_URL_STRIPE", "http://127.0.0.1:2/stripe"),
         ],
     );
     // An app that is down is a warning: the client must still start and hold webhooks.
@@ -511,6 +513,10 @@ async fn check_names_missing_permissions_and_unreachable_targets() {
     );
     assert!(
         out.contains("warning: target http://127.0.0.1:1/in: connection refused"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: route stripe http://127.0.0.1:2/stripe: connection refused"),
         "{out}"
     );
     // A role's whole configuration is required when it is named.
