@@ -8,6 +8,8 @@
 #
 # Needs: redis-server, wrk, nginx + libnginx-mod-http-lua (installed with apt-get when missing).
 # Usage: scripts/bench-ingest.sh [RUNS] [SECONDS]
+# AUTH=meta sends Meta's X-Hub-Signature-256 (HMAC of the body, checked by the relay with
+# RELAY_META_APP_SECRET) instead of the API key; the reference takes the same requests.
 # It measures the static binary (scripts/build-static.sh); BIN=target/release/crm-relay
 # measures another build, e.g. the glibc one from `cargo build --release`.
 set -euo pipefail
@@ -47,10 +49,18 @@ $pin_srv redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save
 pids+=($!)
 wait_port "$redis_port"
 
+# The credential every request carries.
+auth_header="X-API-Key: bench-key"
+if [ "${AUTH:-key}" = meta ]; then
+  body=$(python3 -c 'import re,sys; print(re.search(r"\[\[(.*)\]\]", open(sys.argv[1]).read(), re.S).group(1), end="")' "$root/bench/post.lua")
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac bench-app-secret -r | cut -d' ' -f1)
+  auth_header="X-Hub-Signature-256: sha256=$sig"
+fi
+
 # One wrk run: prints "req_per_s p50_ms p99_ms".
 wrk_run() {
   local url=$1 duration=$2
-  $pin_load wrk -t1 -c"$conns" -d"${duration}s" --latency -H "X-API-Key: bench-key" \
+  $pin_load wrk -t1 -c"$conns" -d"${duration}s" --latency -H "$auth_header" \
     -s "$root/bench/post.lua" "$url" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
@@ -71,7 +81,7 @@ measure() {
 
 # --- the relay ---
 relay_port=$(free_port)
-REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$relay_port" RELAY_API_KEYS=bench-key \
+REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$relay_port" RELAY_API_KEYS=bench-key RELAY_META_APP_SECRET=bench-app-secret \
   RELAY_STREAM=bench:relay RUST_LOG=warn $pin_srv "$bin" server 2>"$work/relay.log" &
 relay_pid=$!; pids+=($relay_pid)
 wait_port "$relay_port"
@@ -123,7 +133,7 @@ echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load"
 echo "RESULT nginx_lua $ref_rps $ref_p50 $ref_p99"
 echo
 echo "binary: ${bin#$root/}"
-echo "ingest, 1 KB POST, wrk -t1 -c$conns, median of $runs x ${secs}s, Redis AOF everysec, server+Redis on CPU 0"
+echo "ingest, 1 KB POST (auth: ${AUTH:-key}), wrk -t1 -c$conns, median of $runs x ${secs}s, Redis AOF everysec, server+Redis on CPU 0"
 printf '%-26s %10s %9s %9s\n' system req/s p50_ms p99_ms
 printf '%-26s %10s %9s %9s\n' "crm-relay server" "$relay_rps" "$relay_p50" "$relay_p99"
 printf '%-26s %10s %9s %9s\n' "nginx+Lua XADD (reference)" "$ref_rps" "$ref_p50" "$ref_p99"

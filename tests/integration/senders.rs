@@ -336,3 +336,132 @@ async fn slack_url_verification_is_answered_not_stored() {
     assert_eq!(r.status, 401);
     assert_eq!(redis.xlen("snd:k"), 0, "a handshake is not a webhook");
 }
+
+/// The signature of `parts` with `key`: hex or base64.
+fn mac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).unwrap();
+    for p in parts {
+        m.update(p);
+    }
+    m.finalize().into_bytes().to_vec()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every signing scheme through the real server: valid under the rotated-in secret and under
+/// the old one, a wrong secret, a missing header, and (where signed) a stale timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scheme_end_to_end() {
+    use crm_relay::base64::{encode as b64, whsec_key};
+    let redis = Redis::start().await;
+    let (new_std, old_std) = (
+        "whsec_bmV3LXN0YW5kYXJkLXNlY3JldC0wMTIzNDU2Nzg5",
+        "whsec_b2xkLXN0YW5kYXJkLXNlY3JldC0wMTIzNDU2Nzg5",
+    );
+    let config = server_config_with(
+        &redis.url(),
+        "snd:all",
+        &[
+            (
+                "RELAY_SOURCES",
+                "github:github,shopify:shopify,slack:slack,svix:standard",
+            ),
+            ("RELAY_SECRET_GITHUB", "gh-new,gh-old"),
+            ("RELAY_SECRET_SHOPIFY", "sh-new,sh-old"),
+            ("RELAY_SECRET_SLACK", "sl-new,sl-old"),
+            ("RELAY_SECRET_SVIX", &format!("{new_std},{old_std}")),
+        ],
+    );
+    let relay = Relay::start_with(config, |_| {}).await;
+    let body: &[u8] = br#"{"event":"push","n":1}"#;
+    // (source, secret) -> headers, at time `t`.
+    type Sign = fn(&str, u64, &[u8]) -> Vec<(String, String)>;
+    let schemes: Vec<(&str, [&str; 3], Option<Sign>, Sign)> = vec![
+        (
+            "github",
+            ["gh-new", "gh-old", "gh-wrong"],
+            None,
+            |s, _, b| {
+                vec![(
+                    "X-Hub-Signature-256".into(),
+                    format!("sha256={}", hex(&mac(s.as_bytes(), &[b]))),
+                )]
+            },
+        ),
+        (
+            "shopify",
+            ["sh-new", "sh-old", "sh-wrong"],
+            None,
+            |s, _, b| {
+                vec![(
+                    "X-Shopify-Hmac-Sha256".into(),
+                    b64(&mac(s.as_bytes(), &[b])),
+                )]
+            },
+        ),
+        (
+            "slack",
+            ["sl-new", "sl-old", "sl-wrong"],
+            Some(|s, t, b| {
+                let m = mac(s.as_bytes(), &[format!("v0:{t}:").as_bytes(), b]);
+                vec![
+                    ("X-Slack-Request-Timestamp".into(), t.to_string()),
+                    ("X-Slack-Signature".into(), format!("v0={}", hex(&m))),
+                ]
+            }),
+            |_, _, _| vec![],
+        ),
+        (
+            "svix",
+            [new_std, old_std, "whsec_d3Jvbmctc3RhbmRhcmQtc2VjcmV0"],
+            Some(|s, t, b| {
+                let m = mac(
+                    &whsec_key(s).unwrap(),
+                    &[format!("msg_1.{t}.").as_bytes(), b],
+                );
+                vec![
+                    ("webhook-id".into(), "msg_1".into()),
+                    ("webhook-timestamp".into(), t.to_string()),
+                    ("webhook-signature".into(), format!("v1,{}", b64(&m))),
+                ]
+            }),
+            |_, _, _| vec![],
+        ),
+    ];
+    let mut stored = 0;
+    for (source, [new, old, wrong], timed, untimed) in schemes {
+        let sign = |secret: &str, t: u64| match timed {
+            Some(f) => f(secret, t, body),
+            None => untimed(secret, t, body),
+        };
+        let send = |headers: Vec<(String, String)>| {
+            let h: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            post(&format!("/webhook/{source}"), &h, body)
+        };
+        for (secret, want) in [(new, 200), (old, 200), (wrong, 401)] {
+            let r = relay.request(&send(sign(secret, now()))).await;
+            assert_eq!(r.status, want, "{source} with {secret}");
+        }
+        stored += 2;
+        let r = relay
+            .request(&send(vec![("X-API-Key".into(), API_KEY.into())]))
+            .await;
+        assert_eq!(r.status, 401, "{source}: missing signature, API key alone");
+        if timed.is_some() {
+            let r = relay.request(&send(sign(new, now() - 400))).await;
+            assert_eq!(r.status, 401, "{source}: stale");
+            assert!(String::from_utf8_lossy(&r.body).contains("tolerance"));
+        }
+    }
+    assert_eq!(redis.xlen("snd:all"), stored);
+    // The signature headers reach the stream as sent (and so the app).
+    let entries = redis.entries("snd:all");
+    let headers = String::from_utf8(entries[0].1["headers"].clone()).unwrap();
+    assert!(headers.contains("X-Hub-Signature-256"), "{headers}");
+    assert!(entries.iter().all(|(_, f)| f["body"] == body));
+}

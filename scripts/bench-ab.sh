@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# A/B ingest benchmark of two server binaries in the same run: both listen at once (each
+# with its own stream) on CPU 0 with Redis, and wrk (CPU 1) alternates between them, ROUNDS
+# times, so that the machine's drift hits both alike. Prints each one's median req/s and p99,
+# its CPU time per request (utime+stime from /proc over all its rounds: steadier than req/s on
+# a shared machine) and the ratios B/A. AUTH=meta signs every request (X-Hub-Signature-256) instead of the key.
+# Usage: scripts/bench-ab.sh BIN_A BIN_B [ROUNDS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+root=$(pwd)
+a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-6}; secs=${4:-5}
+command -v wrk >/dev/null || apt_install wrk
+command -v redis-server >/dev/null || apt_install redis-server
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+auth_header="X-API-Key: bench-key"
+if [ "${AUTH:-key}" = meta ]; then
+  body=$(python3 -c 'import re,sys; print(re.search(r"\[\[(.*)\]\]", open(sys.argv[1]).read(), re.S).group(1), end="")' "$root/bench/post.lua")
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac bench-app-secret -r | cut -d' ' -f1)
+  auth_header="X-Hub-Signature-256: sha256=$sig"
+fi
+redis_port=$(free_port)
+taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
+  --appendonly yes --appendfsync everysec >"$work/redis.log" 2>&1 &
+pids+=($!); wait_port "$redis_port"
+start() { # bin stream -> port
+  local port; port=$(free_port)
+  REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$port" RELAY_API_KEYS=bench-key \
+    RELAY_META_APP_SECRET=bench-app-secret RELAY_ADMIN_LISTEN= RELAY_STREAM="$2" RUST_LOG=warn \
+    taskset -c 0 "$1" server >/dev/null 2>>"$work/servers.log" &
+  pids+=($!); wait_port "$port"; echo "$port $!"
+}
+read -r pa pida < <(start "$a" bench:a); read -r pb pidb < <(start "$b" bench:b)
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+run() { # port seconds -> "rps p99_ms"
+  taskset -c 1 wrk -t1 -c50 -d"$2s" --latency -H "$auth_header" -s "$root/bench/post.lua" \
+    "http://127.0.0.1:$1/webhook" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 } /Non-2xx/ { bad = $NF }
+    END { if (bad > 0) print "warning: " bad " non-2xx answers" > "/dev/stderr"; printf "%.0f %.3f\n", rps, p99 }'
+}
+run "$pa" 2 >/dev/null; run "$pb" 2 >/dev/null
+: >"$work/a"; : >"$work/b"
+cpu_a=0; cpu_b=0
+for _ in $(seq "$rounds"); do
+  t0=$(ticks "$pida"); run "$pa" "$secs" >>"$work/a"; cpu_a=$((cpu_a + $(ticks "$pida") - t0))
+  t0=$(ticks "$pidb"); run "$pb" "$secs" >>"$work/b"; cpu_b=$((cpu_b + $(ticks "$pidb") - t0))
+done
+hz=$(getconf CLK_TCK)
+# µs of server CPU per request: ticks / Hz over the requests of every round.
+per_req() { awk -v t="$1" -v hz="$hz" -v s="$secs" '{ n += $1 * s } END { printf "%.1f", t / hz * 1e6 / n }' "$2"; }
+ua=$(per_req "$cpu_a" "$work/a"); ub=$(per_req "$cpu_b" "$work/b")
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ra=$(cut -d' ' -f1 "$work/a" | median); rb=$(cut -d' ' -f1 "$work/b" | median)
+qa=$(cut -d' ' -f2 "$work/a" | median); qb=$(cut -d' ' -f2 "$work/b" | median)
+echo "auth ${AUTH:-key}, $rounds alternating rounds of ${secs}s, wrk -c50, server+Redis on CPU 0"
+echo "A $1: $ra req/s, p99 $qa ms, $ua µs CPU/request   (runs: $(cut -d' ' -f1 "$work/a" | tr '\n' ' '))"
+echo "B $2: $rb req/s, p99 $qb ms, $ub µs CPU/request   (runs: $(cut -d' ' -f1 "$work/b" | tr '\n' ' '))"
+awk -v a="$ra" -v b="$rb" -v ua="$ua" -v ub="$ub" 'BEGIN { printf "ratio B/A: req/s %.3f, CPU per request %.3f\n", b / a, ub / ua }'
