@@ -12,12 +12,13 @@
 //!   accept loops, and the client side. Knows nothing of delivery policy.
 //! - [`stream`]: every Redis command, key and field name; the stored record; the shared
 //!   connection with deadlines and reconnects.
-//! - [`server`]: the public role: routing, ingest, authentication, the Meta handshake,
-//!   retention, backpressure.
-//! - [`client`]: the private role: the consumer-group feed, the dispatcher, delivery;
-//!   `client::policy` holds the pure retry policy (jobs, backoff, breaker, outcome).
-//! - [`ops`]: what an operator calls: the admin listener, dead-letter tools, the durability
-//!   check.
+//! - [`server`]: the public role: routing, ingest, authentication (API keys, Meta, and each
+//!   source's own scheme), the Meta handshake, retention, backpressure.
+//! - [`client`]: the private role: the consumer-group feed, the dispatcher, delivery to
+//!   each source's target, signed; `client::policy` holds the pure retry policy (jobs,
+//!   backoff, breaker per target, outcome).
+//! - [`ops`]: what an operator calls: the admin listener with its web inspector and live
+//!   feed, events, dead-letter tools, the durability check.
 //! - [`metrics`]: counters, histograms, Prometheus text.
 //! - [`tls`]: rustls client settings (bundled roots plus `RELAY_CA_FILE`); [`clock`]: Unix
 //!   milliseconds; [`log_limit`]: rate-limited warnings about what outsiders cause;
