@@ -176,6 +176,20 @@ impl Authenticator {
         });
     }
 
+    /// `strip_credentials`, and for a `gitlab` source its `X-Gitlab-Token`: that header is the
+    /// secret itself (not a signature), checked here, and must not be stored, shown in the
+    /// inspector or sent on.
+    pub fn strip_credentials_for(
+        &self,
+        source: Option<&str>,
+        headers: &mut Vec<(String, FieldValue)>,
+    ) {
+        self.strip_credentials(headers);
+        if self.scheme_of(source) == Some(super::schemes::Scheme::Gitlab) {
+            headers.retain(|(name, _)| !name.eq_ignore_ascii_case("x-gitlab-token"));
+        }
+    }
+
     fn signature(&self, header: &str, body: &[u8]) -> Result<(), AuthError> {
         let expected = header
             .trim()

@@ -145,7 +145,7 @@ impl Ingest {
             return Response::text(200, challenge);
         }
         let mut headers = req.head.headers;
-        keys.auth.strip_credentials(&mut headers);
+        keys.auth.strip_credentials_for(source, &mut headers);
         // A URL token is a credential: never stored.
         let path = match token {
             Some(_) => without_token(&req.head.target),

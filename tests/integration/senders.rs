@@ -122,6 +122,11 @@ async fn each_source_accepts_its_own_scheme_only() {
 
     let stored = redis.entries("snd:s");
     assert_eq!(stored.len(), 4, "nothing refused was stored");
+    let gl_headers = String::from_utf8_lossy(&stored[2].1["headers"]).to_lowercase();
+    assert!(
+        !gl_headers.contains("x-gitlab-token") && !gl_headers.contains("gl-s3cret"),
+        "GitLab's token is a secret, not a signature: not stored ({gl_headers})"
+    );
     let paths: Vec<String> = stored
         .iter()
         .map(|(_, f)| String::from_utf8(f["path"].clone()).unwrap())
