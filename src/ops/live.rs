@@ -269,3 +269,72 @@ fn arrival(s: &Summary, trace: Option<Trace>) -> String {
     .to_json()
     .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::stream::Keys;
+
+    fn store() -> Store {
+        let keys = Keys {
+            stream: "s".into(),
+            dlq: "s:dlq".into(),
+        };
+        // Never used: no catch-up without Last-Event-ID.
+        Store::new(&Secret::new("redis://127.0.0.1:1"), None, keys).unwrap()
+    }
+
+    fn received(n: u64) -> Message {
+        Message::Received(StreamId { ms: n, seq: 0 }, "{}".into())
+    }
+
+    /// A watcher that stops reading is cut off once its buffer is full, instead of holding
+    /// messages (and memory) for it.
+    #[tokio::test]
+    async fn a_watcher_that_stops_reading_is_cut_off() {
+        let (hub, rx) = broadcast::channel(64);
+        let (tx, mut out) = mpsc::channel(4);
+        let watcher = tokio::spawn(async move { watch(&store(), rx, None, tx).await });
+        for n in 1..=10 {
+            hub.send(received(n)).unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("the watcher ends")
+            .unwrap();
+        let mut got = Vec::new();
+        while let Ok(chunk) = out.try_recv() {
+            got.push(String::from_utf8(chunk).unwrap());
+        }
+        assert_eq!(got.len(), 4, "only what fit: {got:?}");
+        assert!(got[0].starts_with("retry: "));
+        assert!(got[1].starts_with("id: 1-0\nevent: received\n"));
+    }
+
+    /// A watcher that fell behind the hub is told to reload instead of missing events silently.
+    #[tokio::test]
+    async fn a_lagging_watcher_is_told_to_reload() {
+        let (hub, rx) = broadcast::channel(2);
+        for n in 1..=5 {
+            hub.send(received(n)).unwrap();
+        }
+        let (tx, mut out) = mpsc::channel(16);
+        let watcher = tokio::spawn(async move { watch(&store(), rx, None, tx).await });
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), out.recv())
+                .await
+                .expect("a chunk")
+                .expect("open");
+            got.push(String::from_utf8(chunk).unwrap());
+        }
+        assert!(got[1].starts_with("event: reset\n"), "{got:?}");
+        assert!(got[2].starts_with("id: 4-0\n") && got[3].starts_with("id: 5-0\n"));
+        drop(hub);
+        tokio::time::timeout(Duration::from_secs(5), watcher)
+            .await
+            .expect("the hub's end ends the watcher")
+            .unwrap();
+    }
+}
