@@ -22,6 +22,7 @@ import urllib.request
 
 BIN, SINK, SCREENSHOT = sys.argv[1:4]
 KEY = "e2e-key"
+ADMIN_TOKEN = "e2e-admin-token-5f1c"
 WAIT = 20.0
 procs = []
 
@@ -68,8 +69,8 @@ def until(what, check):
             v = check()
             if v:
                 return v
-        except (KeyError, IndexError, TypeError):
-            pass
+        except (KeyError, IndexError, TypeError, AttributeError):
+            pass  # not there yet
         time.sleep(0.1)
     raise SystemExit(f"FAILED: {what} (waited {WAIT:.0f} s)")
 
@@ -135,7 +136,8 @@ def main():
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{ports['redis']}", RUST_LOG="info",
                RELAY_STREAM="e2e", RELAY_DLQ_STREAM="e2e:dlq")
     start([BIN, "server"], dict(env, RELAY_LISTEN=f"127.0.0.1:{ports['server']}", RELAY_API_KEYS=KEY,
-                                RELAY_ADMIN_LISTEN=f"127.0.0.1:{ports['sadmin']}"), log)
+                                RELAY_ADMIN_LISTEN=f"127.0.0.1:{ports['sadmin']}",
+                                RELAY_ADMIN_TOKEN=ADMIN_TOKEN), log)
     start([SINK, f"127.0.0.1:{ports['sink']}", "unused-secret"], log=log)
     start([BIN, "client"], dict(env, RELAY_TARGET_URL=f"http://127.0.0.1:{ports['sink']}/hook",
                                 RELAY_ADMIN_LISTEN=f"127.0.0.1:{ports['cadmin']}"), log)
@@ -173,12 +175,21 @@ def send(ports, body, source="whatsapp"):
 
 
 def run(b, ports):
-    # The server's page says what it is.
+    # The server's listener has a token: the page loads, asks for it, then works.
     b.cmd("POST", "/url", {"url": f"http://127.0.0.1:{ports['sadmin']}/"})
-    until("the server's page loads", lambda: "server" in b.js("return document.getElementById('role').textContent"))
+    until("the server's page loads", lambda: "server" in b.js("return document.getElementById('role')?.textContent"))
+    until("the page asks for the token", lambda: not b.js("return document.getElementById('token-form').hidden"))
+    b.js("document.getElementById('token').value = arguments[0];"
+         "document.getElementById('token-form').requestSubmit();", ADMIN_TOKEN)
+    until("the server's live feed connects with the token",
+          lambda: b.js("return document.getElementById('live')?.textContent") == "live")
+    # Reading the log empties it: the 401s that made the page ask are the only errors so far.
+    early = b.errors()
+    assert all("401 (Unauthorized)" in e for e in early), early
+    print("  server page: asked for the admin token, then connected")
     # The client's page: live before anything is sent.
     b.cmd("POST", "/url", {"url": f"http://127.0.0.1:{ports['cadmin']}/"})
-    until("the live feed connects", lambda: b.js("return document.getElementById('live').textContent") == "live")
+    until("the live feed connects", lambda: b.js("return document.getElementById('live')?.textContent") == "live")
     ok = [send(ports, json.dumps({"object": "whatsapp_business_account", "n": i}), "whatsapp") for i in range(3)]
     ok.append(send(ports, json.dumps({"object": "page", "n": 3}), "messenger"))
     poison = send(ports, json.dumps({"type": "reject", "n": 4}))
@@ -188,16 +199,16 @@ def run(b, ports):
 
     # Open the dead one: its attempt, the app's answer, the body pretty-printed.
     b.click(f'#events tr[data-id="{poison}"]')
-    until("the detail of the dead letter", lambda: b.js("return document.getElementById('d-status').textContent") == "dead")
-    detail = b.js("return document.getElementById('detail').innerText")
+    until("the detail of the dead letter", lambda: b.js("return document.getElementById('d-status')?.textContent") == "dead")
+    detail = b.js("return document.getElementById('detail')?.innerText")
     for want in ["422", "rejected by the demo app", '"type": "reject"', "X-Relay-Id", "Replay dead letter"]:
         assert want in detail, (want, detail)
     b.click("#a-replay")
-    until("the replay reported", lambda: "Replayed dead letter" in b.js("return document.getElementById('message').textContent"))
+    until("the replay reported", lambda: "Replayed dead letter" in b.js("return document.getElementById('message')?.textContent"))
     copy = until("the replayed copy delivered, live", lambda: rows(b, "delivered", "replay"))
     print(f"  replayed the dead letter: copy {copy[0]} delivered")
     b.click(f'#events tr[data-id="{copy[0]}"]')
-    until("the copy's detail", lambda: "X-Relay-Replay-Of" in b.js("return document.getElementById('detail').innerText"))
+    until("the copy's detail", lambda: "X-Relay-Replay-Of" in b.js("return document.getElementById('detail')?.innerText"))
 
     # Filters, then a purge after the confirmation.
     b.js("const s = document.getElementById('f-source'); s.value = 'messenger'; s.dispatchEvent(new Event('change'));")
@@ -206,19 +217,19 @@ def run(b, ports):
     second = send(ports, json.dumps({"type": "reject", "n": 5}))
     until("a second dead letter", lambda: second in rows(b, "dead"))
     b.click(f'#events tr[data-id="{second}"]')
-    until("its detail", lambda: b.js("return document.getElementById('d-title').textContent").startswith(second))
+    until("its detail", lambda: b.js("return document.getElementById('d-title')?.textContent").startswith(second))
     b.click("#a-purge")
     text = b.cmd("GET", "/alert/text")
     assert "for good" in text, text
     b.cmd("POST", "/alert/accept")
-    until("the purge reported", lambda: "Purged dead letter" in b.js("return document.getElementById('message').textContent"))
+    until("the purge reported", lambda: "Purged dead letter" in b.js("return document.getElementById('message')?.textContent"))
     status, raw = http("GET", f"http://127.0.0.1:{ports['cadmin']}/dlq")
     assert status == 200 and json.loads(raw)["entries"] == [], raw
     print("  purged the second dead letter after the confirmation: DLQ empty")
 
     # The picture for the README: the replayed copy opened.
     b.click(f'#events tr[data-id="{copy[0]}"]')
-    until("the copy's detail again", lambda: b.js("return document.getElementById('d-title').textContent").startswith(copy[0]))
+    until("the copy's detail again", lambda: b.js("return document.getElementById('d-title')?.textContent").startswith(copy[0]))
     png = base64.b64decode(b.cmd("GET", "/screenshot"))
     with open(SCREENSHOT, "wb") as f:
         f.write(png)
