@@ -544,3 +544,44 @@ fn one_targets_outage_does_not_pause_another() {
     assert_eq!(w.acked().len(), 20);
     assert!(w.effects.contains(&Effect::BreakerClosed(1)));
 }
+
+/// A target that stays down while its sender keeps sending must not fill the client's
+/// capacity with webhooks it cannot take: the other target's fresh webhooks keep being read
+/// and delivered.
+#[test]
+fn a_down_target_does_not_take_the_capacity_of_the_others() {
+    let mut w = World::new(policy(3));
+    w.jobs = Jobs::new(policy(3), Rng::new(7)).with_routes(
+        2,
+        Box::new(|e: &Entry| usize::from(e.field("source") == Some(b"down".as_slice()))),
+    );
+    let (mut down, mut healthy) = (1000, 1);
+    let end = w.now + 30 * S; // healthy ids stay below the down ones (1000+)
+    while w.now < end {
+        // The feed reads what the plan has room for: three of the down target's for each
+        // healthy one, as they arrive.
+        let room = w.jobs.plan(w.now, false).fresh;
+        for i in 0..room.min(8) {
+            match i % 4 {
+                3 => {
+                    w.add(healthy);
+                    healthy += 1;
+                }
+                _ => {
+                    w.add(down);
+                    down += 1;
+                }
+            }
+        }
+        let step = w.now + 100 * MS;
+        w.run(step, |i, _| match i.ms >= 1000 {
+            true => Attempt::Unreachable("connection refused".into()),
+            false => status(200),
+        });
+        w.now = w.now.max(step);
+    }
+    let delivered = w.acked().len() as u64;
+    assert!(healthy > 100, "fresh entries kept being read: {healthy}");
+    assert_eq!(delivered, healthy - 1, "every healthy webhook delivered");
+    assert!(w.dead_letters().is_empty());
+}

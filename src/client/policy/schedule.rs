@@ -20,16 +20,23 @@ impl Jobs {
             return None;
         }
         let n = self.targets.len();
-        let (route, probe) = (0..n).find_map(|i| {
+        let mut pick = None;
+        for i in 0..n {
             let route = (self.turn + i) % n;
             self.drop_stale(route);
-            self.ready[route].front()?;
-            match self.targets[route].gate(now) {
-                Gate::Normal => Some((route, false)),
-                Gate::Probe => Some((route, true)),
-                Gate::Closed => None,
+            if self.ready[route].is_empty() {
+                continue;
             }
-        })?;
+            match self.targets[route].gate(now) {
+                Gate::Normal => pick = Some((route, false)),
+                Gate::Probe => pick = Some((route, true)),
+                Gate::Closed => self.park(route),
+            }
+            if pick.is_some() {
+                break;
+            }
+        }
+        let (route, probe) = pick?;
         self.turn = (route + 1) % n;
         let id = match probe {
             true => self.take_probe(route),
@@ -59,6 +66,22 @@ impl Jobs {
                 break;
             }
             self.ready[route].pop_front();
+        }
+    }
+
+    /// With several targets, the ready webhooks of one whose gate is closed wait for it to
+    /// reopen instead of holding capacity (and bodies) that the others' fresh webhooks need.
+    fn park(&mut self, route: usize) {
+        let Some(reopens) = self.targets[route]
+            .reopens_at()
+            .filter(|_| self.targets.len() > 1)
+        else {
+            return; // one target: nothing else could use the room; or a probe is in flight
+        };
+        for id in std::mem::take(&mut self.ready[route]) {
+            if self.jobs.get(&id).is_some_and(|j| j.state == State::Ready) {
+                self.schedule(id, reopens, false);
+            }
         }
     }
 
