@@ -5,10 +5,12 @@ use redis::Value;
 use super::record::{Entry, bytes, parse_entries};
 use super::{Store, StoreError, StreamId};
 
-/// Replay in one atomic script: copy the dead letter's original fields back to the main stream
-/// (new id) with `origin_id` (the first stored id, so `X-Relay-Id` stays stable) and
-/// `replay_of` (the DLQ id), then delete it from the DLQ. Returns nil for an unknown id.
-const REPLAY_SCRIPT: &str = r"
+/// Copies entry `ARGV[1]` of `KEYS[1]` to `KEYS[2]` (a new id) in one atomic script, with
+/// `origin_id` (the first stored id, so `X-Relay-Id` stays stable) and the field named
+/// `ARGV[2]` (`replay_of`, `redelivery_of`) holding the id copied, leaving out the dead-letter
+/// fields and earlier copy markers; deletes the original when `ARGV[3]` is `1` (a DLQ
+/// replay). Nil for an unknown id. Used by `dlq replay` and by `redeliver`.
+pub(super) const COPY_SCRIPT: &str = r"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then return false end
 local f = e[1][2]
@@ -16,13 +18,14 @@ local out = {}
 local origin = ARGV[1]
 local skip = { attempts = true, last_status = true, last_error = true, failed_at = true, replay_of = true, redelivery_of = true }
 for i = 1, #f, 2 do
-  if f[i] == 'origin_id' then origin = f[i + 1]
+  if f[i] == 'origin_id' then
+    if f[i + 1] ~= '' then origin = f[i + 1] end
   elseif not skip[f[i]] then out[#out + 1] = f[i]; out[#out + 1] = f[i + 1] end
 end
 out[#out + 1] = 'origin_id'; out[#out + 1] = origin
-out[#out + 1] = 'replay_of'; out[#out + 1] = ARGV[1]
+out[#out + 1] = ARGV[2]; out[#out + 1] = ARGV[1]
 local id = redis.call('XADD', KEYS[2], '*', unpack(out))
-redis.call('XDEL', KEYS[1], ARGV[1])
+if ARGV[3] == '1' then redis.call('XDEL', KEYS[1], ARGV[1]) end
 return id
 ";
 
@@ -72,11 +75,13 @@ impl Store {
     /// Moves a dead letter back to the main stream; the new id, or `None` if unknown.
     pub async fn dlq_replay(&self, id: StreamId) -> Result<Option<String>, StoreError> {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(REPLAY_SCRIPT)
+        cmd.arg(COPY_SCRIPT)
             .arg(2)
             .arg(&self.keys.dlq)
             .arg(&self.keys.stream)
-            .arg(id.to_string());
+            .arg(id.to_string())
+            .arg("replay_of")
+            .arg(1);
         let reply: Value = self.run(&cmd).await?;
         Ok(bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
     }

@@ -31,25 +31,6 @@ end
 return out
 ";
 
-/// Appends a copy of `ARGV[1]` to the stream with `origin_id` (the first stored id, so
-/// `X-Relay-Id` stays the same) and `redelivery_of` (the id copied). Nil for an unknown id.
-const REDELIVER_SCRIPT: &str = r"
-local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
-if #e == 0 then return false end
-local f = e[1][2]
-local out = {}
-local origin = ARGV[1]
-local skip = { replay_of = true, redelivery_of = true }
-for i = 1, #f, 2 do
-  if f[i] == 'origin_id' then
-    if f[i + 1] ~= '' then origin = f[i + 1] end
-  elseif not skip[f[i]] then out[#out + 1] = f[i]; out[#out + 1] = f[i + 1] end
-end
-out[#out + 1] = 'origin_id'; out[#out + 1] = origin
-out[#out + 1] = 'redelivery_of'; out[#out + 1] = ARGV[1]
-return redis.call('XADD', KEYS[1], '*', unpack(out))
-";
-
 /// A webhook in the stream, without its body.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -204,10 +185,13 @@ impl Store {
     /// Appends a copy of `id` for another delivery; the copy's id, or `None` if unknown.
     pub async fn redeliver(&self, id: StreamId) -> Result<Option<String>, StoreError> {
         let mut cmd = redis::cmd("EVAL");
-        cmd.arg(REDELIVER_SCRIPT)
-            .arg(1)
+        cmd.arg(super::dlq::COPY_SCRIPT)
+            .arg(2)
             .arg(&self.keys.stream)
-            .arg(id.to_string());
+            .arg(&self.keys.stream)
+            .arg(id.to_string())
+            .arg("redelivery_of")
+            .arg(0);
         let reply: Value = self.run(&cmd).await?;
         Ok(bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
     }
