@@ -10,7 +10,7 @@ use super::{Store, StoreError, StreamId};
 /// `ARGV[2]` (`replay_of`, `redelivery_of`) holding the id copied, leaving out the dead-letter
 /// fields and earlier copy markers; deletes the original when `ARGV[3]` is `1` (a DLQ
 /// replay). Nil for an unknown id. Used by `dlq replay` and by `redeliver`.
-pub(super) const COPY_SCRIPT: &str = r"
+const COPY_SCRIPT: &str = r"
 local e = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #e == 0 then return false end
 local f = e[1][2]
@@ -74,14 +74,28 @@ impl Store {
 
     /// Moves a dead letter back to the main stream; the new id, or `None` if unknown.
     pub async fn dlq_replay(&self, id: StreamId) -> Result<Option<String>, StoreError> {
+        self.copy_to_stream(&self.keys.dlq, id, "replay_of", true)
+            .await
+    }
+
+    /// Copies entry `id` of `from` to the main stream with `origin_id` and `marker` = `id`
+    /// (`COPY_SCRIPT`), deleting it from `from` when `delete`; the copy's id, or `None` if
+    /// unknown.
+    pub(super) async fn copy_to_stream(
+        &self,
+        from: &str,
+        id: StreamId,
+        marker: &str,
+        delete: bool,
+    ) -> Result<Option<String>, StoreError> {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(COPY_SCRIPT)
             .arg(2)
-            .arg(&self.keys.dlq)
+            .arg(from)
             .arg(&self.keys.stream)
             .arg(id.to_string())
-            .arg("replay_of")
-            .arg(1);
+            .arg(marker)
+            .arg(u8::from(delete));
         let reply: Value = self.run(&cmd).await?;
         Ok(bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
     }

@@ -184,16 +184,8 @@ impl Store {
 
     /// Appends a copy of `id` for another delivery; the copy's id, or `None` if unknown.
     pub async fn redeliver(&self, id: StreamId) -> Result<Option<String>, StoreError> {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(super::dlq::COPY_SCRIPT)
-            .arg(2)
-            .arg(&self.keys.stream)
-            .arg(&self.keys.stream)
-            .arg(id.to_string())
-            .arg("redelivery_of")
-            .arg(0);
-        let reply: Value = self.run(&cmd).await?;
-        Ok(bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
+        self.copy_to_stream(&self.keys.stream, id, "redelivery_of", false)
+            .await
     }
 }
 
