@@ -30,7 +30,6 @@ use crate::config::ClientConfig;
 use crate::error::{Fatal, Report};
 use crate::http::client::{Client as Http, Endpoint};
 use crate::metrics::ClientMetrics;
-use crate::ops::access::Access;
 use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
 use crate::stream::{Reader, Store};
@@ -95,13 +94,11 @@ impl Client {
 
     /// The admin listener's handler for this role (`None` when it has none).
     pub fn admin(&self) -> Option<(SocketAddr, Admin)> {
-        let config = self.config.admin.as_ref()?;
-        let admin = Admin::new(
+        Admin::listener(
+            self.config.admin.as_ref(),
             Role::Client(self.metrics.clone()),
             self.store.clone(),
-            Access::new(config),
-        );
-        Some((config.listen, admin))
+        )
     }
 
     /// Runs until `shutdown`. Fails if the group cannot be set up, or if the stream reader

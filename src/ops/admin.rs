@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use super::access::Access;
 use super::inspector;
 use super::live::Live;
+use crate::config::AdminConfig;
 use crate::http::{self, Admission, Head, Request, Response};
 use crate::metrics::{ClientMetrics, ServerMetrics};
 use crate::ops::dlq::{self, Selection};
@@ -41,6 +42,16 @@ impl Admin {
             store,
             access,
         }
+    }
+
+    /// The handler of a role's admin listener and its address (`None` when disabled).
+    pub fn listener(
+        config: Option<&AdminConfig>,
+        role: Role,
+        store: Arc<Store>,
+    ) -> Option<(std::net::SocketAddr, Admin)> {
+        let config = config?;
+        Some((config.listen, Admin::new(role, store, Access::new(config))))
     }
 
     fn role_name(&self) -> &'static str {

@@ -25,7 +25,6 @@ use crate::config::ServerConfig;
 use crate::error::Fatal;
 use crate::http::{self, Limits};
 use crate::metrics::ServerMetrics;
-use crate::ops::access::Access;
 use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
 use crate::stream::Store;
@@ -70,13 +69,11 @@ impl Server {
 
     /// The admin listener's handler for this role (`None` when it has none).
     pub fn admin(&self) -> Option<(SocketAddr, Admin)> {
-        let config = self.config.admin.as_ref()?;
-        let admin = Admin::new(
+        Admin::listener(
+            self.config.admin.as_ref(),
             Role::Server(self.metrics.clone()),
             self.store.clone(),
-            Access::new(config),
-        );
-        Some((config.listen, admin))
+        )
     }
 
     /// The store, for the start-up durability report.
