@@ -68,10 +68,12 @@ impl Ingest {
 
     /// A webhook POST from its head: a valid key reads it; a signature reads it within the
     /// unverified budget; anything else is refused before a byte of the body is read.
-    fn admit_webhook(&self, head: &Head, remote: &str) -> Admission {
-        let Route::Webhook(source, token) = route(head.path()) else {
-            unreachable!("admitted as a webhook");
-        };
+    fn admit_webhook(
+        &self,
+        head: &Head,
+        (source, token): (Option<&str>, Option<&str>),
+        remote: &str,
+    ) -> Admission {
         match self
             .keys
             .current()
@@ -189,9 +191,9 @@ impl http::Handler for Ingest {
     /// answered from its head.
     fn admit(&self, head: &Head, peer: std::net::SocketAddr) -> Admission {
         match (route(head.path()), head.method.as_str()) {
-            (Route::Webhook(..), "POST") => {
+            (Route::Webhook(source, token), "POST") => {
                 let remote = forwarded::remote(peer, &head.headers, &self.trusted_proxies);
-                self.admit_webhook(head, &remote)
+                self.admit_webhook(head, (source, token), &remote)
             }
             (route, method) => {
                 self.metrics.requests.inc("other");
