@@ -112,6 +112,7 @@ impl Client {
         let common = &config.common;
         ensure_group(&store, &mut shutdown).await?;
         let destinations = Destinations::new(&config);
+        destinations.name_breakers(&metrics);
         log::info!(
             "delivering {} to {} as consumer {} of group {}",
             common.stream,

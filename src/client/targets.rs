@@ -9,7 +9,11 @@ use std::sync::Arc;
 use super::sign::Signer;
 use crate::config::ClientConfig;
 use crate::http::client::Client as Http;
+use crate::metrics::ClientMetrics;
 use crate::stream::Entry;
+
+/// The name of the target of `RELAY_TARGET_URL`.
+pub const DEFAULT: &str = "default";
 
 /// One target.
 pub struct Destination {
@@ -35,7 +39,7 @@ impl Destinations {
             ))
         };
         let mut list = vec![Destination {
-            name: "default".into(),
+            name: DEFAULT.into(),
             http: http(config.target.clone()),
             signer: config.signer.clone(),
         }];
@@ -72,6 +76,15 @@ impl Destinations {
                 .and_then(|s| by_source.get(s).copied())
                 .unwrap_or(0)
         })
+    }
+
+    /// Lists every target in `relay_target_breaker_open`, closed.
+    pub fn name_breakers(&self, metrics: &ClientMetrics) {
+        *metrics
+            .target_breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) =
+            self.list.iter().map(|d| (d.name.clone(), false)).collect();
     }
 
     /// `default → http://…, stripe → https://…` for the start line.

@@ -212,17 +212,15 @@ impl Dispatcher {
             self.jobs.breaker_open(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let breakers = (0..self.destinations.len())
-            .map(|r| {
-                let name = self.destinations.get(r).name.clone();
-                (name, self.jobs.breaker_open_for(r))
-            })
-            .collect();
-        *self
+        // Named once at start (`Destinations::name_breakers`): only the flags change here.
+        let mut breakers = self
             .metrics
             .target_breakers
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = breakers;
+            .unwrap_or_else(|p| p.into_inner());
+        for (route, (_, open)) in breakers.iter_mut().enumerate() {
+            *open = self.jobs.breaker_open_for(route);
+        }
     }
 
     /// Carries out the policy's effects.

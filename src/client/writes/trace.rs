@@ -36,7 +36,7 @@ impl Writes {
                 .filter(|_| !delivered)
                 .map(|r| String::from_utf8_lossy(&r.body_start).into_owned()),
             dlq_id: None,
-            target: (a.target != "default").then(|| a.target.clone()),
+            target: (a.target != crate::client::targets::DEFAULT).then(|| a.target.clone()),
         };
         if delivered {
             self.failing.remove(&a.id);
