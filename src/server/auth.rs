@@ -5,15 +5,12 @@
 
 use std::collections::HashMap;
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::schemes::SourceAuth;
+use super::schemes::{Scheme, SourceAuth};
 use crate::config::{Secret, SourceConfig};
 use crate::http::{FieldValue, header_values};
-
-type HmacSha256 = Hmac<Sha256>;
 
 /// The header Meta (and GitHub) sign requests with.
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -59,7 +56,10 @@ impl AuthError {
 pub struct Authenticator {
     /// SHA-256 of each API key: comparing fixed-size digests hides the keys' lengths.
     key_digests: Vec<[u8; 32]>,
-    secrets: Vec<Secret>,
+    /// `X-Hub-Signature-256` with the app secrets (`RELAY_META_APP_SECRET`), for sources
+    /// without a scheme of their own: the `meta` scheme.
+    meta: SourceAuth,
+    has_app_secrets: bool,
     /// Sources with a scheme of their own.
     sources: HashMap<String, SourceAuth>,
 }
@@ -68,7 +68,8 @@ impl Authenticator {
     pub fn new(api_keys: &[Secret], app_secrets: &[Secret]) -> Self {
         Authenticator {
             key_digests: api_keys.iter().map(|k| digest(k.expose())).collect(),
-            secrets: app_secrets.to_vec(),
+            meta: SourceAuth::new(Scheme::Hub, app_secrets, std::time::Duration::ZERO),
+            has_app_secrets: !app_secrets.is_empty(),
             sources: HashMap::new(),
         }
     }
@@ -137,7 +138,7 @@ impl Authenticator {
     pub fn precheck(&self, headers: &[(String, FieldValue)]) -> Result<Admit, AuthError> {
         let key = self.api_key(headers).is_ok();
         match header_values(headers, SIGNATURE_HEADER).next() {
-            Some(_) if self.secrets.is_empty() => Err(AuthError::BadSignature),
+            Some(_) if !self.has_app_secrets => Err(AuthError::BadSignature),
             Some(_) if !key => Ok(Admit::VerifyBody),
             _ if key => Ok(Admit::Key),
             _ => Err(AuthError::MissingCredentials),
@@ -152,7 +153,10 @@ impl Authenticator {
     ) -> Result<Credential, AuthError> {
         let mut sigs = header_values(headers, SIGNATURE_HEADER);
         match (sigs.next(), sigs.next()) {
-            (Some(sig), None) => self.signature(sig, body).map(|()| Credential::Signature),
+            (Some(_), None) => self
+                .meta
+                .verify(headers, body, None, 0)
+                .map(|()| Credential::Signature),
             // Two signatures: refuse rather than guess which one the sender meant.
             (Some(_), Some(_)) => Err(AuthError::BadSignature),
             (None, _) => self.api_key(headers).map(|()| Credential::ApiKey),
@@ -190,26 +194,6 @@ impl Authenticator {
         }
     }
 
-    fn signature(&self, header: &str, body: &[u8]) -> Result<(), AuthError> {
-        let expected = header
-            .trim()
-            .strip_prefix("sha256=")
-            .and_then(decode_hex32)
-            .ok_or(AuthError::BadSignature)?;
-        let mut ok = false;
-        for secret in &self.secrets {
-            let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-                .expect("HMAC accepts keys of any length");
-            mac.update(body);
-            ok |= mac.verify_slice(&expected).is_ok();
-        }
-        if ok {
-            Ok(())
-        } else {
-            Err(AuthError::BadSignature)
-        }
-    }
-
     fn api_key(&self, headers: &[(String, FieldValue)]) -> Result<(), AuthError> {
         let bearer = header_values(headers, "authorization").filter_map(|v| {
             let (scheme, token) = v.trim().split_once(' ')?;
@@ -235,21 +219,6 @@ impl Authenticator {
 
 fn digest(s: &str) -> [u8; 32] {
     Sha256::digest(s.as_bytes()).into()
-}
-
-/// 64 hex digits (either case) → 32 bytes.
-fn decode_hex32(s: &str) -> Option<[u8; 32]> {
-    let bytes = s.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
-    Some(out)
 }
 
 #[cfg(test)]
