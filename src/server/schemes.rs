@@ -78,11 +78,6 @@ impl Scheme {
             Scheme::Token => None,
         }
     }
-
-    /// Whether the check needs the body (else it is made from the head alone).
-    pub fn needs_body(self) -> bool {
-        !matches!(self, Scheme::Gitlab | Scheme::Token)
-    }
 }
 
 /// One source's scheme and keys.
