@@ -143,10 +143,13 @@ impl Conn {
         let body = self.read_body(&head).await?;
         let head_only = head.method == "HEAD";
         let keep_alive = head.keep_alive;
-        let (method, path) = (
-            head.method.clone(),
-            handler.log_path(head.path()).into_owned(),
-        );
+        // For the DEBUG line only: copied (and redacted) only when it is written.
+        let logged = log::log_enabled!(log::Level::Debug).then(|| {
+            (
+                head.method.clone(),
+                handler.log_path(head.path()).into_owned(),
+            )
+        });
         let body_len = body.len();
         let request = Request {
             head,
@@ -159,12 +162,14 @@ impl Conn {
         if !keep_alive || self.shutdown.is_triggered() {
             resp.close = true;
         }
-        log::debug!(
-            "request remote={} method={method} path={path} status={} body_bytes={body_len} ms={:.3}",
-            self.remote,
-            resp.status,
-            started.elapsed().as_secs_f64() * 1000.0
-        );
+        if let Some((method, path)) = logged {
+            log::debug!(
+                "request remote={} method={method} path={path} status={} body_bytes={body_len} ms={:.3}",
+                self.remote,
+                resp.status,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
         self.write(&resp, head_only).await?;
         match resp.stream.take() {
             Some(chunks) if !head_only => {
