@@ -213,9 +213,19 @@ def run(b, ports):
     # Filters, then a purge after the confirmation.
     b.js("const s = document.getElementById('f-source'); s.value = 'messenger'; s.dispatchEvent(new Event('change'));")
     until("the source filter", lambda: rows(b) == [ok[3]])
-    b.js("const s = document.getElementById('f-source'); s.value = ''; s.dispatchEvent(new Event('change'));")
+    # Back to all sources, with the listing's answer held until a webhook has arrived and
+    # died live meanwhile: the listing predates it, and must not wipe it out.
+    b.js(
+        "window.__held = new Promise((r) => { window.__release = r; });"
+        "const f = window.fetch;"
+        "window.fetch = (u, o) => String(u).startsWith('/events?')"
+        " ? f(u, o).then((r) => window.__held.then(() => r)) : f(u, o);"
+        "const s = document.getElementById('f-source'); s.value = ''; s.dispatchEvent(new Event('change'));"
+    )
     second = send(ports, json.dumps({"type": "reject", "n": 5}))
-    until("a second dead letter", lambda: second in rows(b, "dead"))
+    until("the second one dead on the live feed", lambda: b.js(f"return events.get('{second}')?.status") == "dead")
+    b.js("window.__release();")
+    until("a second dead letter, listed after the held listing", lambda: second in rows(b, "dead"))
     b.click(f'#events tr[data-id="{second}"]')
     until("its detail", lambda: b.js("return document.getElementById('d-title')?.textContent").startswith(second))
     b.click("#a-purge")

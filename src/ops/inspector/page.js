@@ -17,6 +17,9 @@ let retryMs = 2000;
 let connected = false;
 // Outcomes that came before their arrival (a fast delivery), applied when it comes.
 const early = new Map();
+// Live events seen while a fresh listing is being fetched: the listing may predate them,
+// so they are replayed over it when it comes.
+const pending = new Set();
 
 function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -104,18 +107,26 @@ async function load(more) {
   if (f.source) q.set('source', f.source);
   if (f.status) q.set('status', f.status);
   if (more && next) q.set('before', next);
+  const meanwhile = [];
+  if (!more) pending.add(meanwhile);
   try {
     const data = await api('/events?' + q);
+    pending.delete(meanwhile);
     if (!more) { events.clear(); order = []; }
     for (const ev of data.events) {
       if (!events.has(ev.id)) order.push(ev.id);
       events.set(ev.id, ev);
+    }
+    for (const [kind, d] of meanwhile) {
+      if (kind === 'received') onReceived(d);
+      else onOutcome(d);
     }
     order.sort((a, b) => compareIds(b, a));
     next = data.next;
     render();
     say(data.complete ? '' : 'Looked at the next 20,000 webhooks; "Older webhooks" looks further.');
   } catch (e) {
+    pending.delete(meanwhile);
     say(e.message, true);
   }
 }
@@ -127,6 +138,7 @@ function compareIds(a, b) {
 }
 
 function onReceived(ev) {
+  for (const meanwhile of pending) meanwhile.push(['received', ev]);
   const o = early.get(ev.id);
   if (o) {
     early.delete(ev.id);
@@ -140,6 +152,7 @@ function onReceived(ev) {
 }
 
 function onOutcome(o) {
+  for (const meanwhile of pending) meanwhile.push(['outcome', o]);
   const ev = events.get(o.id);
   if (!ev) {
     early.set(o.id, o);
@@ -220,6 +233,7 @@ async function refreshUnfinished() {
     if (FINISHED.includes(ev.status)) continue;
     try {
       const fresh = await api('/events/' + encodeURIComponent(id));
+      if (FINISHED.includes(ev.status)) continue; // the live feed finished it meanwhile
       ev.status = fresh.status;
       ev.outcome = fresh.outcome;
       rerender(id);
