@@ -186,6 +186,7 @@ async fn fill(url: &str, stream: &str, n: usize) {
                 remote: "127.0.0.1:1".into(),
                 headers: vec![("Content-Type".into(), "application/json".into())],
                 body: body(now_us()),
+                relay_id: crm_relay::stream::relay_id::new(now_us() / 1000),
             };
             let mut cmd = redis::cmd("XADD");
             cmd.arg(stream).arg("*");

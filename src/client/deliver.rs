@@ -271,6 +271,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), (*v).into()))
                 .collect(),
             body: b"{}".to_vec(),
+            relay_id: String::new(),
         }
     }
 

@@ -32,7 +32,7 @@ use crate::http::client::{Client as Http, Endpoint};
 use crate::metrics::ClientMetrics;
 use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
-use crate::stream::{Reader, Store};
+use crate::stream::Store;
 use dispatch::Dispatcher;
 use feed::Feed;
 use policy::backoff::Rng;
@@ -71,19 +71,20 @@ pub fn policy(config: &ClientConfig) -> Policy {
 /// The client role: its configuration, a store for the admin listener, and its metrics.
 pub struct Client {
     config: ClientConfig,
-    store: Arc<Store>,
+    /// One store per partition.
+    stores: Vec<Arc<Store>>,
     metrics: Arc<ClientMetrics>,
 }
 
 impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, Fatal> {
-        let store = Store::from_config(&config.common).map_err(|error| Fatal::Store {
+        let stores = Store::partitions(&config.common).map_err(|error| Fatal::Store {
             doing: "opening the redis client",
             error,
         })?;
         Ok(Client {
             config,
-            store: Arc::new(store),
+            stores: stores.into_iter().map(Arc::new).collect(),
             metrics: Arc::default(),
         })
     }
@@ -97,76 +98,90 @@ impl Client {
         Admin::listener(
             self.config.admin.as_ref(),
             Role::Client(self.metrics.clone()),
-            self.store.clone(),
+            self.stores.clone(),
         )
     }
 
-    /// Runs until `shutdown`. Fails if the group cannot be set up, or if the stream reader
-    /// stops without a shutdown.
-    pub async fn run(self, mut shutdown: Shutdown) -> Result<(), Fatal> {
-        let Client {
-            config,
-            store,
-            metrics,
-        } = self;
-        let common = &config.common;
-        ensure_group(&store, &mut shutdown).await?;
-        let destinations = Destinations::new(&config);
-        destinations.name_breakers(&metrics);
-        log::info!(
-            "delivering {} to {} as consumer {} of group {}",
-            common.stream,
-            destinations.display(),
-            config.consumer,
-            config.common.group
-        );
-        let (want_tx, want_rx) = mpsc::channel(1);
-        let (feed_tx, feed_rx) = mpsc::channel(16);
-        let reader = Reader::new(
-            &common.redis_url,
-            common.redis_roots().as_deref(),
-            &common.stream,
-            &config.common.group,
-            &config.consumer,
-        )
-        .map_err(|error| Fatal::Store {
-            doing: "opening the stream reader",
-            error,
-        })?;
-        let feed = Feed {
-            reader,
-            store: store.clone(),
-            consumer: config.consumer.clone(),
-            claim_min_idle: CLAIM_MIN_IDLE,
-            want: want_rx,
-            out: feed_tx,
-        };
-        let feed_task = tokio::spawn(feed.run(shutdown.clone()));
-        let (tx, rx) = mpsc::unbounded_channel();
-        let http = |endpoint: &Endpoint, idle| {
-            Arc::new(Http::new(endpoint.clone(), config.forward_timeout, idle))
-        };
-        let health = config.health.as_ref().map(|h| http(h, 1));
-        let mut dispatcher = Dispatcher {
-            jobs: Jobs::new(policy(&config), Rng::from_entropy())
-                .with_routes(destinations.len(), destinations.router()),
-            destinations,
-            metrics,
-            writes: Writes::new(store, config.consumer.clone(), health, tx.clone()),
-            tx,
-            rx,
-            want: want_tx,
-            reading: false,
-            fresh_idle: false,
-            deliveries: JoinSet::new(),
-            feed_lost: false,
-        };
-        dispatcher.run(feed_rx, shutdown).await;
-        feed_task.abort();
-        match dispatcher.feed_lost {
-            true => Err(Fatal::FeedLost),
-            false => Ok(()),
+    /// Runs until `shutdown`: each partition is consumed by a pipeline of its own (feed,
+    /// dispatcher, breakers), with the whole delivery policy. Fails if a consumer group
+    /// cannot be set up, or if a stream reader stops without a shutdown: then every
+    /// partition stops, and the service manager restarts the client.
+    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
+        let config = Arc::new(self.config);
+        let mut partitions = JoinSet::new();
+        for store in self.stores {
+            let run = partition(
+                config.clone(),
+                store,
+                self.metrics.clone(),
+                shutdown.clone(),
+            );
+            partitions.spawn(run);
         }
+        while let Some(done) = partitions.join_next().await {
+            match done {
+                Ok(Ok(())) => {}
+                Ok(Err(fatal)) => return Err(fatal),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Delivers one partition's webhooks until `shutdown`.
+async fn partition(
+    config: Arc<ClientConfig>,
+    store: Arc<Store>,
+    metrics: Arc<ClientMetrics>,
+    mut shutdown: Shutdown,
+) -> Result<(), Fatal> {
+    ensure_group(&store, &mut shutdown).await?;
+    let destinations = Destinations::new(&config);
+    destinations.name_breakers(&metrics);
+    log::info!(
+        "delivering {} to {} as consumer {} of group {}",
+        store.stream(),
+        destinations.display(),
+        config.consumer,
+        config.common.group
+    );
+    let (want_tx, want_rx) = mpsc::channel(1);
+    let (feed_tx, feed_rx) = mpsc::channel(16);
+    let reader = store.reader(&config.consumer);
+    let feed = Feed {
+        reader,
+        store: store.clone(),
+        consumer: config.consumer.clone(),
+        claim_min_idle: CLAIM_MIN_IDLE,
+        want: want_rx,
+        out: feed_tx,
+    };
+    let feed_task = tokio::spawn(feed.run(shutdown.clone()));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let http = |endpoint: &Endpoint, idle| {
+        Arc::new(Http::new(endpoint.clone(), config.forward_timeout, idle))
+    };
+    let health = config.health.as_ref().map(|h| http(h, 1));
+    let mut dispatcher = Dispatcher {
+        jobs: Jobs::new(policy(&config), Rng::from_entropy())
+            .with_routes(destinations.len(), destinations.router()),
+        destinations,
+        metrics,
+        writes: Writes::new(store, config.consumer.clone(), health, tx.clone()),
+        tx,
+        rx,
+        want: want_tx,
+        reading: false,
+        fresh_idle: false,
+        deliveries: JoinSet::new(),
+        feed_lost: false,
+    };
+    dispatcher.run(feed_rx, shutdown).await;
+    feed_task.abort();
+    match dispatcher.feed_lost {
+        true => Err(Fatal::FeedLost),
+        false => Ok(()),
     }
 }
 

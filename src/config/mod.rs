@@ -5,12 +5,14 @@ mod client;
 pub mod envfile;
 pub mod names;
 mod sources;
+mod topology;
 mod value;
 
 use std::net::SocketAddr;
 
 pub use client::{ClientConfig, RouteConfig};
 pub use sources::{SourceConfig, secret_var};
+pub use topology::{RedisTopology, Topology, hash_tag, partition_key, slot_of};
 pub use value::{Secret, parse_count, parse_duration, parse_list, parse_size};
 
 use crate::error::ConfigError;
@@ -37,6 +39,8 @@ pub struct CommonConfig {
     /// `RELAY_GROUP`: the consumer group the client delivers for, and whose outcomes
     /// `events` reports.
     pub group: String,
+    /// Sentinel or Cluster, partitions, replicas to wait for.
+    pub topology: Topology,
 }
 
 /// Settings of `crm-relay server`.
@@ -76,10 +80,13 @@ impl CommonConfig {
     pub fn load(get: Lookup) -> Result<Self, ConfigError> {
         let redis_url = var(get, "REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
         check_redis_url(&redis_url)?;
+        let stream = non_empty(get, "RELAY_STREAM", "relay:{webhooks}")?;
+        let dlq_stream = non_empty(get, "RELAY_DLQ_STREAM", "relay:{webhooks}:dlq")?;
         Ok(CommonConfig {
             redis_url: Secret::new(redis_url),
-            stream: non_empty(get, "RELAY_STREAM", "relay:{webhooks}")?,
-            dlq_stream: non_empty(get, "RELAY_DLQ_STREAM", "relay:{webhooks}:dlq")?,
+            topology: Topology::load(get, &stream, &dlq_stream)?,
+            stream,
+            dlq_stream,
             log_level: parse_level(get)?,
             ca_pem: ca_file(get)?,
             system_roots: crate::tls::system_roots(get),

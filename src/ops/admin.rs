@@ -29,17 +29,20 @@ pub enum Role {
 /// The admin request handler.
 pub struct Admin {
     role: Role,
+    /// Every partition's store.
+    stores: Vec<Arc<Store>>,
     store: Arc<Store>,
     access: Access,
     live: Live,
 }
 
 impl Admin {
-    pub fn new(role: Role, store: Arc<Store>, access: Access) -> Admin {
+    pub fn new(role: Role, stores: Vec<Arc<Store>>, access: Access) -> Admin {
         Admin {
-            live: Live::new(store.clone()),
+            live: Live::new(stores[0].clone()),
             role,
-            store,
+            store: stores[0].clone(),
+            stores,
             access,
         }
     }
@@ -48,10 +51,10 @@ impl Admin {
     pub fn listener(
         config: Option<&AdminConfig>,
         role: Role,
-        store: Arc<Store>,
+        stores: Vec<Arc<Store>>,
     ) -> Option<(std::net::SocketAddr, Admin)> {
         let config = config?;
-        Some((config.listen, Admin::new(role, store, Access::new(config))))
+        Some((config.listen, Admin::new(role, stores, Access::new(config))))
     }
 
     fn role_name(&self) -> &'static str {
@@ -85,7 +88,7 @@ impl http::Handler for Admin {
                 .live
                 .open(req.head.header_values("last-event-id").next()),
             ("/" | "/live", _) => Response::method_not_allowed("GET"),
-            ("/health", "GET" | "HEAD") => super::health(&self.store).await,
+            ("/health", "GET" | "HEAD") => super::health(&self.stores).await,
             ("/metrics", "GET" | "HEAD") => self.metrics().await,
             ("/dlq", "GET" | "HEAD") => self.list(&req.head).await,
             ("/dlq/replay", "POST") => self.replay(&req.body).await,

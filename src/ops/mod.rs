@@ -16,12 +16,14 @@ pub mod tail;
 use crate::http::Response;
 use crate::stream::Store;
 
-/// The `/health` answer of both listeners: `200` while Redis answers, else `503` with
-/// `Retry-After`.
-pub async fn health(store: &Store) -> Response {
-    match store.ping().await {
-        Ok(()) => Response::json(200, r#"{"status":"ok","redis":"ok"}"#),
-        Err(_) => Response::json(503, r#"{"status":"degraded","redis":"down"}"#)
-            .with_header("Retry-After", "5"),
+/// The `/health` answer of both listeners: `200` while Redis answers for every partition,
+/// else `503` with `Retry-After`.
+pub async fn health(stores: &[std::sync::Arc<Store>]) -> Response {
+    for store in stores {
+        if store.ping().await.is_err() {
+            return Response::json(503, r#"{"status":"degraded","redis":"down"}"#)
+                .with_header("Retry-After", "5");
+        }
     }
+    Response::json(200, r#"{"status":"ok","redis":"ok"}"#)
 }

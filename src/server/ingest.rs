@@ -2,6 +2,7 @@
 //! answers `200` only once Redis has the entry.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::auth::{Admit, AuthError};
 use super::backlog::Cap;
@@ -14,7 +15,7 @@ use crate::error::Report;
 use crate::http::{self, Admission, Budget, Framing, Head, Request, Response};
 use crate::log_limit::LogLimit;
 use crate::metrics::ServerMetrics;
-use crate::stream::{Record, Store, StoreError};
+use crate::stream::{Record, Store, StoreError, relay_id};
 
 /// Rate-limited warnings about what senders cause, one kind each.
 static NO_KEY: LogLimit = LogLimit::new("refused senders: missing or invalid API key");
@@ -37,10 +38,10 @@ pub const RETRY_AFTER_SECS: &str = "5";
 pub struct Ingest {
     /// API keys, app secrets, verify token: replaced on SIGHUP.
     pub keys: Arc<Keyring>,
-    store: Arc<Store>,
+    /// Each partition's store and backlog cap; webhooks take turns.
+    partitions: Vec<(Arc<Store>, Arc<Cap>)>,
+    next: AtomicUsize,
     metrics: Arc<ServerMetrics>,
-    /// The backlog cap.
-    cap: Arc<Cap>,
     /// Bodies read before their signature can be checked share this.
     unverified: Budget,
     max_body: u64,
@@ -50,17 +51,16 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(
         config: &ServerConfig,
-        store: Arc<Store>,
+        partitions: Vec<(Arc<Store>, Arc<Cap>)>,
         metrics: Arc<ServerMetrics>,
-        cap: Arc<Cap>,
     ) -> Self {
         let unverified = Budget::new(config.unverified_budget, metrics.unverified_bytes.clone());
         Ingest {
             unverified,
             keys: Arc::new(Keyring::new(config)),
-            store,
+            partitions,
+            next: AtomicUsize::new(0),
             metrics,
-            cap,
             max_body: config.max_body,
             trusted_proxies: config.trusted_proxies.clone(),
         }
@@ -153,26 +153,35 @@ impl Ingest {
             Some(_) => without_token(&req.head.target),
             None => req.head.target,
         };
+        let received_at = crate::clock::unix_ms();
         let record = Record {
-            received_at: crate::clock::unix_ms(),
+            received_at,
             method: req.head.method,
             path,
             source: source.unwrap_or_default().to_owned(),
             remote,
             headers,
             body: req.body,
+            relay_id: relay_id::new(received_at),
         };
-        let appending = self.cap.appending();
+        let (store, cap) = match self.partitions.len() {
+            1 => &self.partitions[0],
+            n => &self.partitions[self.next.fetch_add(1, Ordering::Relaxed) % n],
+        };
+        let appending = cap.appending();
         let stored = match appending.exact {
-            false => self.store.append(&record).await.map(Some),
-            true => self.store.append_below(&record, self.cap.max).await,
+            false => store.append(&record).await.map(Some),
+            true => store.append_below(&record, cap.max).await,
         };
         match stored {
             Ok(Some(id)) => {
                 appending.stored();
                 self.metrics.requests.inc("stored");
                 self.metrics.stored_by_source.inc(&record.source);
-                Response::json(200, serde_json::json!({ "id": id }).to_string())
+                Response::json(
+                    200,
+                    serde_json::json!({ "id": id, "relay_id": record.relay_id }).to_string(),
+                )
             }
             Ok(None) => {
                 self.metrics.requests.inc("backlog_full");
@@ -226,7 +235,10 @@ impl http::Handler for Ingest {
             (Route::Webhook(_, None), "GET" | "HEAD") => {
                 handshake::answer(self.keys.current().verify_token.as_ref(), &req.head)
             }
-            (Route::Health, "GET" | "HEAD") => crate::ops::health(&self.store).await,
+            (Route::Health, "GET" | "HEAD") => {
+                let stores: Vec<_> = self.partitions.iter().map(|(s, _)| s.clone()).collect();
+                crate::ops::health(&stores).await
+            }
             (route, method) => without_body(route, method),
         }
     }
@@ -248,7 +260,9 @@ fn without_body(route: Route<'_>, method: &str) -> Response {
 /// `503` with `Retry-After`: the sender keeps the webhook and tries again.
 fn unavailable(e: &StoreError, what: &str) -> Response {
     match e {
-        StoreError::Refused(_) => NOT_STORED.warn(|| format!("{what}: {}", Report(e))),
+        StoreError::Refused(_) | StoreError::NotReplicated { .. } => {
+            NOT_STORED.warn(|| format!("{what}: {}", Report(e)))
+        }
         _ => log::debug!("{what}: {}", Report(e)),
     }
     Response::error(503, "storage unavailable").with_header("Retry-After", RETRY_AFTER_SECS)

@@ -38,21 +38,22 @@ pub use schemes::{Scheme, SourceAuth, key_of};
 pub struct Server {
     config: ServerConfig,
     limits: Limits,
-    store: Arc<Store>,
+    /// One store per partition.
+    stores: Vec<Arc<Store>>,
     metrics: Arc<ServerMetrics>,
 }
 
 impl Server {
     /// Opens the store (it connects lazily: the server starts while Redis is down).
     pub fn new(config: ServerConfig) -> Result<Server, Fatal> {
-        let store = Store::from_config(&config.common).map_err(|error| Fatal::Store {
+        let stores = Store::partitions(&config.common).map_err(|error| Fatal::Store {
             doing: "opening the redis client",
             error,
         })?;
         Ok(Server {
             limits: Limits::new(config.max_body, config.max_connections),
             config,
-            store: Arc::new(store),
+            stores: stores.into_iter().map(Arc::new).collect(),
             metrics: Arc::default(),
         })
     }
@@ -72,13 +73,13 @@ impl Server {
         Admin::listener(
             self.config.admin.as_ref(),
             Role::Server(self.metrics.clone()),
-            self.store.clone(),
+            self.stores.clone(),
         )
     }
 
-    /// The store, for the start-up durability report.
+    /// The first partition's store, for the start-up durability report.
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.stores[0]
     }
 
     /// Serves `listener` until `shutdown`, then drains open connections. With `reload`, each
@@ -90,21 +91,24 @@ impl Server {
         reload: Option<(tokio::signal::unix::Signal, Reload)>,
     ) {
         let config = &self.config;
-        let cap = Arc::new(backlog::Cap::new(config.max_stream_len));
-        let handler = Arc::new(Ingest::new(
-            config,
-            self.store.clone(),
-            self.metrics.clone(),
-            cap.clone(),
-        ));
-        let watch = tokio::spawn(backlog::watch(self.store.clone(), cap, shutdown.clone()));
-        let trim = tokio::spawn(retention::run(
-            self.store.clone(),
-            config.retention,
-            retention::interval(config.retention),
-            self.metrics.clone(),
-            shutdown.clone(),
-        ));
+        // The backlog cap is shared out: each partition holds its part of it.
+        let n = self.stores.len() as u64;
+        let cap = config.max_stream_len.div_ceil(n);
+        let mut upkeep = tokio::task::JoinSet::new();
+        let mut partitions = Vec::new();
+        for store in &self.stores {
+            let cap = Arc::new(backlog::Cap::new(cap));
+            partitions.push((store.clone(), cap.clone()));
+            upkeep.spawn(backlog::watch(store.clone(), cap, shutdown.clone()));
+            upkeep.spawn(retention::run(
+                store.clone(),
+                config.retention,
+                retention::interval(config.retention),
+                self.metrics.clone(),
+                shutdown.clone(),
+            ));
+        }
+        let handler = Arc::new(Ingest::new(config, partitions, self.metrics.clone()));
         let reloads = reload.map(|(hangups, reload)| {
             let (keys, started) = (handler.keys.clone(), config.summary());
             tokio::spawn(reload_on_hangup(hangups, reload, keys, started))
@@ -117,8 +121,7 @@ impl Server {
             }
         });
         http::serve(listener, handler, self.limits, shutdown).await;
-        watch.abort();
-        trim.abort();
+        upkeep.abort_all();
         logs.abort();
         if let Some(r) = reloads {
             r.abort();

@@ -3,6 +3,19 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Error replies of a node that does not serve the key as primary: after a failover
+/// (`READONLY`, `UNBLOCKED` for a blocked read on a demoted primary, `MASTERDOWN`) or a
+/// resharding (`MOVED`, `ASK`), or while the cluster settles (`CLUSTERDOWN`, `TRYAGAIN`).
+const MISDIRECTED: [&str; 7] = [
+    "READONLY",
+    "UNBLOCKED",
+    "MASTERDOWN",
+    "MOVED",
+    "ASK",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+];
+
 /// Why Redis did not take or answer a command.
 #[derive(Debug)]
 pub enum StoreError {
@@ -14,6 +27,9 @@ pub enum StoreError {
     Refused(redis::RedisError),
     /// Redis answered something this code does not understand.
     Protocol(String),
+    /// The write is on the primary, but fewer than `RELAY_MIN_REPLICAS` replicas confirmed
+    /// it in time: not safe from a failover yet.
+    NotReplicated { want: u32, got: u32 },
 }
 
 impl fmt::Display for StoreError {
@@ -40,6 +56,10 @@ impl fmt::Display for StoreError {
             }
             StoreError::Refused(_) => f.write_str("redis refused the command"),
             StoreError::Protocol(what) => write!(f, "unexpected redis reply: {what}"),
+            StoreError::NotReplicated { want, got } => write!(
+                f,
+                "only {got} of the {want} replicas RELAY_MIN_REPLICAS asks for confirmed the write in time"
+            ),
         }
     }
 }
@@ -48,7 +68,9 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Connection(e) | StoreError::Refused(e) => Some(e),
-            StoreError::Timeout(_) | StoreError::Protocol(_) => None,
+            StoreError::Timeout(_) | StoreError::Protocol(_) | StoreError::NotReplicated { .. } => {
+                None
+            }
         }
     }
 }
@@ -57,7 +79,11 @@ impl StoreError {
     /// What a failed command means: an error reply on a healthy connection is a refusal;
     /// anything else means the connection must not be used again.
     pub(super) fn from_redis(e: redis::RedisError, deadline: Duration) -> StoreError {
-        if e.code().is_some() && !e.is_connection_dropped() {
+        if e.code().is_some_and(|c| MISDIRECTED.contains(&c)) {
+            // A node that is no longer (or not) the primary for this key: a connection to
+            // drop, so that the next command asks Sentinel or the Cluster again.
+            StoreError::Connection(e)
+        } else if e.code().is_some() && !e.is_connection_dropped() {
             StoreError::Refused(e)
         } else if e.is_timeout() {
             StoreError::Timeout(deadline)
@@ -68,7 +94,10 @@ impl StoreError {
 
     /// Whether Redis itself answered (an error reply): the connection is fine.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, StoreError::Refused(_) | StoreError::Protocol(_))
+        matches!(
+            self,
+            StoreError::Refused(_) | StoreError::Protocol(_) | StoreError::NotReplicated { .. }
+        )
     }
 
     /// The Redis error code (`OOM`, `NOGROUP`, …) of a refusal.

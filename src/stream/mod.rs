@@ -1,14 +1,15 @@
 //! Everything that speaks to Redis: the stored record's field names, the commands, and the one
 //! shared multiplexed connection with its deadlines and reconnects. Nothing else builds RESP.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client};
 
-use crate::config::Secret;
+use crate::config::{RedisTopology, Secret};
+use locate::Locator;
 
 mod acl;
 mod attempts;
@@ -19,9 +20,11 @@ mod history;
 mod id;
 mod info;
 mod link;
+mod locate;
 mod pending;
 mod reader;
 mod record;
+pub mod relay_id;
 mod trace;
 
 pub use acl::{CLIENT as CLIENT_COMMANDS, CLIENT_ACTIVITY, SERVER as SERVER_COMMANDS};
@@ -91,7 +94,7 @@ enum Query<'a> {
 /// next call reconnects (one caller at a time), so the server heals by itself when Redis
 /// comes back, also from a frozen Redis that never closed its sockets.
 pub struct Store {
-    client: Client,
+    locator: Arc<Locator>,
     keys: Keys,
     /// The consumer group, for the client's commands.
     group: Option<String>,
@@ -101,33 +104,85 @@ pub struct Store {
     connecting: tokio::sync::Mutex<u64>,
     up: AtomicBool,
     link: LinkSpeed,
+    /// `RELAY_MIN_REPLICAS` and how long to wait for them, when set.
+    replicas: Option<(u32, Duration)>,
 }
 
 impl Store {
     /// A store for `keys`; connects lazily, so a role starts even while Redis is down. With
     /// `ca` (PEM), a `rediss://` connection trusts exactly those roots.
     pub fn new(url: &Secret, ca: Option<&[u8]>, keys: Keys) -> Result<Self, StoreError> {
+        Self::located(url, ca, &RedisTopology::Single, keys)
+    }
+
+    /// A store for `keys` on the node `topology` names for their hash tag.
+    fn located(
+        url: &Secret,
+        ca: Option<&[u8]>,
+        topology: &RedisTopology,
+        keys: Keys,
+    ) -> Result<Self, StoreError> {
+        let tag = crate::config::hash_tag(&keys.stream).unwrap_or(&keys.stream);
         Ok(Store {
-            client: open_client(url, ca)?,
+            locator: Arc::new(Locator::new(url, ca, topology, tag)?),
             keys,
             group: None,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(0),
             up: AtomicBool::new(true),
             link: LinkSpeed::default(),
+            replicas: None,
         })
     }
 
-    /// A store for the configured Redis and keys.
+    /// The store of partition 0 (the only one unless `RELAY_PARTITIONS` says otherwise).
     pub fn from_config(config: &crate::config::CommonConfig) -> Result<Self, StoreError> {
+        Self::partition(config, 0)
+    }
+
+    /// The store of partition `p` of the configured ones.
+    pub fn partition(config: &crate::config::CommonConfig, p: usize) -> Result<Self, StoreError> {
+        let t = &config.topology;
         let keys = Keys {
-            stream: config.stream.clone(),
-            dlq: config.dlq_stream.clone(),
+            stream: crate::config::partition_key(&config.stream, p, t.partitions),
+            dlq: crate::config::partition_key(&config.dlq_stream, p, t.partitions),
         };
-        Ok(
-            Self::new(&config.redis_url, config.redis_roots().as_deref(), keys)?
-                .with_group(&config.group),
+        let mut store = Self::located(
+            &config.redis_url,
+            config.redis_roots().as_deref(),
+            &t.redis,
+            keys,
+        )?
+        .with_group(&config.group);
+        if t.min_replicas > 0 {
+            store.replicas = Some((t.min_replicas, t.replica_timeout));
+        }
+        Ok(store)
+    }
+
+    /// Every partition's store, in order.
+    pub fn partitions(config: &crate::config::CommonConfig) -> Result<Vec<Self>, StoreError> {
+        (0..config.topology.partitions)
+            .map(|p| Self::partition(config, p))
+            .collect()
+    }
+
+    /// A reader of new entries for `consumer`, on a connection of its own to the same node.
+    pub fn reader(&self, consumer: &str) -> Reader {
+        Reader::new(
+            self.locator.clone(),
+            &self.keys.stream,
+            self.group_name(),
+            consumer,
         )
+    }
+
+    /// Where the topology says this store's data lives (`check`); `None` for one Redis.
+    pub async fn placement(&self) -> Result<Option<String>, StoreError> {
+        self.locator
+            .describe()
+            .await
+            .map_err(|e| StoreError::from_redis(e, OP_DEADLINE))
     }
 
     /// The same store acting for consumer group `group`.
@@ -163,7 +218,33 @@ impl Store {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&self.keys.stream).arg("*");
         record.write_fields(&mut cmd);
-        self.run_sized(&cmd, record.body.len()).await
+        match self.replicas {
+            None => self.run_sized(&cmd, record.body.len()).await,
+            Some(_) => {
+                let id: String = self.replicated(&cmd, record.body.len()).await?;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Runs a write, then `WAIT` on the same connection: `Ok` only once `RELAY_MIN_REPLICAS`
+    /// replicas have it. Pipelined, so the `WAIT` follows the write on the socket and covers it.
+    async fn replicated<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        bytes: usize,
+    ) -> Result<T, StoreError> {
+        let (want, timeout) = self.replicas.expect("called with RELAY_MIN_REPLICAS set");
+        let mut pipe = redis::pipe();
+        pipe.add_command(cmd.clone())
+            .cmd("WAIT")
+            .arg(want)
+            .arg(timeout.as_millis() as u64);
+        let (reply, got): (T, u32) = self.run_pipe(&pipe, bytes).await?;
+        match got >= want {
+            true => Ok(reply),
+            false => Err(StoreError::NotReplicated { want, got }),
+        }
     }
 
     /// Appends `record` only if the backlog (what the slowest group has not delivered; every
@@ -180,7 +261,10 @@ impl Store {
             .arg(&self.keys.stream)
             .arg(cap);
         record.write_fields(&mut cmd);
-        let reply: redis::Value = self.run_sized(&cmd, record.body.len()).await?;
+        let reply: redis::Value = match self.replicas {
+            None => self.run_sized(&cmd, record.body.len()).await?,
+            Some(_) => self.replicated(&cmd, record.body.len()).await?,
+        };
         Ok(record::bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
     }
 
@@ -263,8 +347,8 @@ impl Store {
             return Ok(c);
         }
         let conn = self
-            .client
-            .get_multiplexed_async_connection_with_config(&connection_config(CONNECT_TIMEOUT))
+            .locator
+            .connect(&connection_config(CONNECT_TIMEOUT))
             .await
             .map_err(|e| (*generation, e))?;
         *generation += 1;
@@ -305,24 +389,6 @@ fn connection_config(connect: Duration) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(connect))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
-}
-
-/// A client for `url`; the URL (it may hold a password) never appears in the error.
-/// With `ca` (PEM), a `rediss://` connection trusts exactly those roots (the redis crate
-/// replaces its bundled roots with them); without, the bundled Mozilla roots.
-fn open_client(url: &Secret, ca: Option<&[u8]>) -> Result<Client, StoreError> {
-    crate::tls::install_default_provider();
-    let invalid = |_| StoreError::Protocol("invalid REDIS_URL".into());
-    match ca {
-        Some(pem) if url.expose().starts_with("rediss://") => {
-            let certs = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.to_vec()),
-            };
-            Client::build_with_tls(url.expose(), certs).map_err(invalid)
-        }
-        _ => Client::open(url.expose()).map_err(invalid),
-    }
 }
 
 /// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).

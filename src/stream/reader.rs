@@ -6,13 +6,15 @@
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use redis::Value;
 use redis::aio::MultiplexedConnection;
-use redis::{Client, Value};
 
 use super::link::LinkSpeed;
+use super::locate::Locator;
 use super::record::{Entry, parse_entries};
-use super::{StoreError, connection_config, open_client};
-use crate::config::Secret;
+use super::{StoreError, connection_config};
 
 /// How long one `XREADGROUP … BLOCK` waits for new entries. Short enough to notice shutdown
 /// and lost connections promptly.
@@ -57,7 +59,7 @@ impl Budget {
 
 /// One consumer's reader of new entries of the main stream.
 pub struct Reader {
-    client: Client,
+    locator: Arc<Locator>,
     conn: Option<MultiplexedConnection>,
     stream: String,
     group: String,
@@ -67,15 +69,9 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn new(
-        url: &Secret,
-        ca: Option<&[u8]>,
-        stream: &str,
-        group: &str,
-        consumer: &str,
-    ) -> Result<Self, StoreError> {
-        Ok(Reader {
-            client: open_client(url, ca)?,
+    pub(super) fn new(locator: Arc<Locator>, stream: &str, group: &str, consumer: &str) -> Self {
+        Reader {
+            locator,
             conn: None,
             stream: stream.to_owned(),
             group: group.to_owned(),
@@ -84,7 +80,7 @@ impl Reader {
                 entry_bytes: INITIAL_ENTRY,
             },
             link: LinkSpeed::default(),
-        })
+        }
     }
 
     /// Reads new entries, at most `want` and about `READ_BYTES`, blocking up to `BLOCK`.
@@ -134,10 +130,8 @@ impl Reader {
     async fn query(&mut self, cmd: &redis::Cmd) -> Result<Value, redis::RedisError> {
         if self.conn.is_none() {
             self.conn = Some(
-                self.client
-                    .get_multiplexed_async_connection_with_config(&connection_config(
-                        CONNECT_TIMEOUT,
-                    ))
+                self.locator
+                    .connect(&connection_config(CONNECT_TIMEOUT))
                     .await?,
             );
         }

@@ -26,6 +26,9 @@ pub struct Record {
     pub headers: Fields,
     /// The raw body bytes, after de-chunking.
     pub body: Vec<u8>,
+    /// The `X-Relay-Id` (field `origin_id`): made by the server, kept by every copy. Empty
+    /// in records stored before there was one; their stream id is their relay id.
+    pub relay_id: String,
 }
 
 impl Record {
@@ -67,8 +70,11 @@ impl Record {
             .arg("source")
             .arg(&self.source)
             .arg("remote")
-            .arg(&self.remote)
-            .arg("headers")
+            .arg(&self.remote);
+        if !self.relay_id.is_empty() {
+            cmd.arg("origin_id").arg(&self.relay_id);
+        }
+        cmd.arg("headers")
             .arg(self.headers_json())
             .arg("body")
             .arg(&self.body[..]);
@@ -110,6 +116,7 @@ impl Record {
             remote: text("remote")?,
             headers,
             body: get("body").unwrap_or_default().to_vec(),
+            relay_id: text("origin_id")?,
         })
     }
 }
@@ -282,6 +289,7 @@ mod tests {
                 ("X-Latin1".into(), FieldValue::Bytes(b"Caf\xe9".to_vec())),
             ],
             body: b"\x00body".to_vec(),
+            relay_id: "01ARYZ6S41TSV4RRFFQ69G5FAV".into(),
         };
         let mut cmd = redis::cmd("XADD");
         rec.write_fields(&mut cmd);

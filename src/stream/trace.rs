@@ -304,7 +304,8 @@ impl Store {
     pub async fn follow_activity(
         &self,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>, StoreError> {
-        let mut pubsub = tokio::time::timeout(super::OP_DEADLINE, self.client.get_async_pubsub())
+        let subscribe = async { self.locator.client().await?.get_async_pubsub().await };
+        let mut pubsub = tokio::time::timeout(super::OP_DEADLINE, subscribe)
             .await
             .map_err(|_| StoreError::Timeout(super::OP_DEADLINE))?
             .map_err(|e| StoreError::from_redis(e, super::OP_DEADLINE))?;

@@ -14,7 +14,7 @@ async fn store_webhook(relay: &Relay, body: &[u8]) -> String {
     relay
         .request(&post("/webhook", &[("X-API-Key", API_KEY)], body))
         .await
-        .id()
+        .relay_id()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,7 +38,7 @@ async fn fixtures_arrive_byte_exact_and_still_verify() {
             ],
             body,
         );
-        ids.push(relay.request(&raw).await.id());
+        ids.push(relay.request(&raw).await.relay_id());
     }
     assert!(sink.wait_for(WAIT, |r| r.len() >= fixtures.len()).await);
     let received = sink.received();
@@ -160,7 +160,7 @@ async fn a_400_is_dead_lettered_after_one_attempt_with_every_field() {
             b"bad one",
         ))
         .await
-        .id();
+        .relay_id();
     assert!(eventually(WAIT, || async { redis.xlen("c:400:dlq") == 1 }).await);
     assert_eq!(sink.count(), 1);
     let (_, dl) = redis.entries("c:400:dlq").remove(0);
@@ -178,7 +178,11 @@ async fn a_400_is_dead_lettered_after_one_attempt_with_every_field() {
         assert_eq!(dl[field], orig[field], "{field} copied");
     }
     let text = |k: &str| String::from_utf8(dl[k].clone()).unwrap();
-    assert_eq!(text("origin_id"), id);
+    assert_eq!(
+        text("origin_id"),
+        id,
+        "the X-Relay-Id, kept by the dead letter"
+    );
     assert_eq!(text("attempts"), "1");
     assert_eq!(text("last_status"), "400");
     assert_eq!(text("last_error"), "HTTP 400");

@@ -48,7 +48,7 @@ async fn sigkill_while_the_sink_holds_the_request_loses_nothing() {
     let id = relay
         .request(&post("/webhook", &[("X-API-Key", API_KEY)], b"precious"))
         .await
-        .id();
+        .relay_id();
     let first = spawn_client(&redis, "p:kill", &sink.url());
     assert!(
         sink.wait_for(Duration::from_secs(15), |r| r.len() == 1)

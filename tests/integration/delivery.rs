@@ -98,7 +98,10 @@ async fn a_poison_webhook_among_traffic_is_dead_lettered_after_exactly_max_attem
     for i in 0..10 {
         store(&relay, format!("before-{i}").as_bytes()).await;
     }
-    let poison = store(&relay, b"poison").await;
+    let poison = relay
+        .request(&post("/webhook/t", &[("X-API-Key", API_KEY)], b"poison"))
+        .await
+        .relay_id();
     for i in 0..10 {
         store(&relay, format!("after-{i}").as_bytes()).await;
     }

@@ -43,7 +43,7 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
         origin.push(
             store_webhook(&relay, format!("bad-{i}").as_bytes())
                 .await
-                .id(),
+                .relay_id(),
         );
     }
     assert!(eventually(WAIT, || async { redis.xlen("o:dlq:dlq") == 3 }).await);

@@ -464,6 +464,15 @@ impl Resp {
         );
         self.json()["id"].as_str().expect("id").to_owned()
     }
+
+    /// The `relay_id` of a `200` answer: the `X-Relay-Id` the app will see.
+    pub fn relay_id(&self) -> String {
+        assert_eq!(self.status, 200);
+        self.json()["relay_id"]
+            .as_str()
+            .expect("relay_id")
+            .to_owned()
+    }
 }
 
 /// A raw client connection.
@@ -670,8 +679,11 @@ pub async fn start_admin(
     };
     let url = crm_relay::config::Secret::new(redis.url());
     let store = Arc::new(Store::new(&url, None, keys).expect("store"));
-    let admin =
-        crm_relay::ops::admin::Admin::new(role, store, crm_relay::ops::access::Access::loopback());
+    let admin = crm_relay::ops::admin::Admin::new(
+        role,
+        vec![store],
+        crm_relay::ops::access::Access::loopback(),
+    );
     let (trigger, shutdown) = shutdown::channel();
     std::mem::forget(trigger); // lives as long as the test process
     tokio::spawn(crm_relay::http::serve(
