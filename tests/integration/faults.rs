@@ -14,22 +14,22 @@ use crate::support::*;
 
 /// What the load generator saw.
 #[derive(Default)]
-struct Ledger {
+pub(crate) struct Ledger {
     /// Bodies answered 200, in order.
-    accepted: Mutex<Vec<Vec<u8>>>,
-    unavailable: AtomicU64,
-    failed: AtomicU64,
+    pub accepted: Mutex<Vec<Vec<u8>>>,
+    pub unavailable: AtomicU64,
+    pub failed: AtomicU64,
 }
 
 /// Posts unique webhooks at about `rate` per second until stopped.
-struct Load {
+pub(crate) struct Load {
     ledger: Arc<Ledger>,
     stop: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Load {
-    fn start(addr: SocketAddr, rate: u64) -> Load {
+    pub(crate) fn start(addr: SocketAddr, rate: u64) -> Load {
         let ledger = Arc::new(Ledger::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (l, s) = (ledger.clone(), stop.clone());
@@ -50,13 +50,13 @@ impl Load {
         Load { ledger, stop, task }
     }
 
-    async fn stop(self) -> Arc<Ledger> {
+    pub(crate) async fn stop(self) -> Arc<Ledger> {
         self.stop.store(true, Ordering::Relaxed);
         self.task.await.expect("load task");
         self.ledger
     }
 
-    fn accepted(&self) -> usize {
+    pub(crate) fn accepted(&self) -> usize {
         self.ledger.accepted.lock().unwrap().len()
     }
 
@@ -66,7 +66,7 @@ impl Load {
     }
 
     /// Waits until `n` more webhooks were answered 200.
-    async fn accepts(&self, n: usize) {
+    pub(crate) async fn accepts(&self, n: usize) {
         let target = self.accepted() + n;
         let ok = eventually(Duration::from_secs(30), || async {
             self.accepted() >= target

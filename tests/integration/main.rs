@@ -10,6 +10,7 @@ mod delivery;
 mod edge;
 mod events;
 mod faults;
+mod ha;
 mod http_framing;
 mod inspector;
 mod operate;

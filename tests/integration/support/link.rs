@@ -31,6 +31,8 @@ impl Pace {
 pub struct SlowLink {
     pub addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    /// The pumps of every connection, so that `cut` can stop them.
+    pumps: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 impl SlowLink {
@@ -44,6 +46,8 @@ impl SlowLink {
             })
         };
         let (up, down) = (pace(()), pace(()));
+        let pumps: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let handles = pumps.clone();
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(upstream).await else {
@@ -51,11 +55,22 @@ impl SlowLink {
                 };
                 let (cr, cw) = client.into_split();
                 let (sr, sw) = server.into_split();
-                tokio::spawn(pump(cr, sw, up.clone()));
-                tokio::spawn(pump(sr, cw, down.clone()));
+                let mut handles = handles.lock().unwrap();
+                handles.push(tokio::spawn(pump(cr, sw, up.clone())).abort_handle());
+                handles.push(tokio::spawn(pump(sr, cw, down.clone())).abort_handle());
             }
         });
-        SlowLink { addr, task }
+        SlowLink { addr, task, pumps }
+    }
+
+    /// The link goes down with everything still on its way: what a machine that dies takes
+    /// with it (bytes in its buffers and on the wire), which a killed process alone does not
+    /// (the kernel still delivers what it had written).
+    pub fn cut(&self) {
+        self.task.abort();
+        for pump in self.pumps.lock().unwrap().drain(..) {
+            pump.abort();
+        }
     }
 
     /// A `redis://` URL through the link.
