@@ -137,7 +137,12 @@ pub fn partition_key(key: &str, p: usize, n: usize) -> String {
 
 /// The hash tag of partition `p` of `n`: see `partition_key`.
 fn partition_tag(tag: &str, p: usize, n: usize) -> String {
-    let wanted = |t: &str| usize::from(slot_of(t)) * n / SLOTS == p;
+    // Two slots away from either end of the range, as redis-cli rounds its boundaries.
+    let wanted = |t: &str| {
+        let slot = usize::from(slot_of(t));
+        let (lo, hi) = (slot.saturating_sub(2), (slot + 2).min(SLOTS - 1));
+        lo * n / SLOTS == p && hi * n / SLOTS == p
+    };
     let plain = format!("{tag}:{p}");
     if wanted(&plain) {
         return plain;

@@ -267,3 +267,142 @@ async fn sentinel_failover_without_min_replicas_is_followed_and_reports_its_loss
         run.accepted, run.lost, run.duplicates, run.promoted_after, run.accepting_after
     );
 }
+
+/// Six cluster-enabled nodes made into three masters with a replica each by `redis-cli
+/// --cluster create`, as an operator does.
+async fn cluster() -> Vec<Redis> {
+    let mut nodes = Vec::new();
+    for _ in 0..6 {
+        nodes.push(
+            Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"])
+                .await,
+        );
+    }
+    let mut create = Command::new("redis-cli");
+    create.arg("--cluster").arg("create");
+    for n in &nodes {
+        create.arg(format!("127.0.0.1:{}", n.port));
+    }
+    let out = create
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            nodes.iter().all(cluster_ok)
+        })
+        .await,
+        "the cluster never reached cluster_state:ok"
+    );
+    nodes
+}
+
+fn cluster_ok(node: &Redis) -> bool {
+    redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query::<String>(&mut node.conn())
+        .is_ok_and(|i| i.contains("cluster_state:ok"))
+}
+
+/// The port of the master that serves `key`'s slot, asked of `node`.
+fn master_of(node: &Redis, key: &str) -> u16 {
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut node.conn())
+        .expect("CLUSTER KEYSLOT");
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query(&mut node.conn())
+        .expect("CLUSTER SLOTS");
+    for range in ranges {
+        let redis::Value::Array(r) = range else {
+            continue;
+        };
+        if let (redis::Value::Int(start), redis::Value::Int(end), redis::Value::Array(m)) =
+            (&r[0], &r[1], &r[2])
+            && (*start..=*end).contains(&slot)
+            && let redis::Value::Int(port) = m[1]
+        {
+            return port as u16;
+        }
+    }
+    panic!("no master serves slot {slot}");
+}
+
+/// Three partitions on a 3-master cluster: one per master; a master's machine dies under
+/// load, its replica takes over, the killed one comes back as a replica (as systemd would
+/// restart it), and with `RELAY_MIN_REPLICAS=1` every acknowledged webhook arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_partitions_one_per_master_survive_a_master_failover() {
+    let mut nodes = cluster().await;
+    let (stream, dlq) = ("hc:{c}", "hc:{c}:dlq");
+    let keys: Vec<String> = (0..3)
+        .map(|p| crm_relay::config::partition_key(stream, p, 3))
+        .collect();
+    let masters: HashSet<u16> = keys.iter().map(|k| master_of(&nodes[0], k)).collect();
+    assert_eq!(masters.len(), 3, "{keys:?} should land on three masters");
+    let seeds: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let seeds = seeds.join(",");
+    let vars = [
+        ("RELAY_CLUSTER_NODES", seeds.as_str()),
+        ("RELAY_PARTITIONS", "3"),
+        ("RELAY_MIN_REPLICAS", "1"),
+        ("RELAY_DLQ_STREAM", dlq),
+    ];
+    let sink = Sink::start().await;
+    sink.down().await;
+    let (_server, addr) = server_process_with(&nodes[0], stream, &vars).await;
+    let _client = client_process(&nodes[0], stream, &sink.url(), &vars);
+    let load = Load::start(addr, 100);
+    load.accepts(150).await;
+
+    // The master of partition 1 dies; the others are left alone.
+    let victim = master_of(&nodes[0], &keys[1]);
+    let i = nodes.iter().position(|n| n.port == victim).unwrap();
+    let killed = Instant::now();
+    nodes[i].kill();
+    let w = nodes.iter().position(|n| n.port != victim).unwrap();
+    let witness = &nodes[w];
+    let promoted = eventually(Duration::from_secs(30), || async {
+        cluster_ok(witness) && master_of(witness, &keys[1]) != victim
+    })
+    .await;
+    assert!(promoted, "no replica took over the dead master's slots");
+    let promoted_after = killed.elapsed();
+    nodes[i].restart().await;
+    let witness = &nodes[w];
+    load.accepts(300).await;
+    let ledger = load.stop().await;
+    sink.up().await;
+    let delivered = eventually(Duration::from_secs(60), || async {
+        tally(&ledger, &sink).0 == 0
+    })
+    .await;
+    let (lost, duplicates) = tally(&ledger, &sink);
+    let accepted = ledger.accepted.lock().unwrap().len();
+    eprintln!(
+        "cluster, 3 partitions, RELAY_MIN_REPLICAS=1: {accepted} acknowledged, {lost} lost, \
+         {duplicates} duplicates; replica took over {promoted_after:?} after the SIGKILL"
+    );
+    assert!(delivered && lost == 0, "{lost} acknowledged webhooks lost");
+    // Every partition took webhooks.
+    for key in &keys {
+        let port = master_of(witness, key);
+        let owner = nodes.iter().find(|n| n.port == port).unwrap();
+        let len: u64 = redis::cmd("XLEN")
+            .arg(key)
+            .query(&mut owner.conn())
+            .unwrap();
+        assert!(len > 0, "{key} took no webhook");
+    }
+}
