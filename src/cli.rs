@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use crate::error::UsageError;
 use crate::ops::dlq::Selection;
 use crate::ops::events::{Filter, Redeliver};
+use crate::ops::partitions::Handle;
 use crate::ops::tail;
-use crate::stream::StreamId;
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub enum Command {
     },
     /// `events show ID [--json]`.
     EventShow {
-        id: StreamId,
+        id: Handle,
         json: bool,
     },
     /// `redeliver ID...` or `redeliver --since D [--source S] [--status ST]`.
@@ -47,7 +47,7 @@ pub enum Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DlqCommand {
     List { limit: usize },
-    Show(StreamId),
+    Show(Handle),
     Replay(Selection),
     Purge(Selection),
 }
@@ -189,7 +189,7 @@ fn dlq(rest: &[&str]) -> Result<DlqCommand, String> {
             [id] if !id.starts_with('-') => id
                 .parse()
                 .map(DlqCommand::Show)
-                .map_err(|_| format!("{id:?} is not a dead-letter id like 1764351234567-0")),
+                .map_err(|e: String| format!("dead letter {e}")),
             _ => Err("usage: dlq show ID".into()),
         },
         "replay" => selection(args, "replay").map(DlqCommand::Replay),
@@ -239,9 +239,7 @@ fn events(rest: &[&str]) -> Result<Command, String> {
         let (_, json, words) = options(&rest[1..], &[])?;
         return match words.as_slice() {
             [id] => Ok(Command::EventShow {
-                id: id
-                    .parse()
-                    .map_err(|_| format!("{id:?} is not a stream id like 1764351234567-0"))?,
+                id: id.parse().map_err(|e: String| format!("webhook {e}"))?,
                 json,
             }),
             _ => Err("usage: events show ID [--json]".into()),

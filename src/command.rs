@@ -16,6 +16,7 @@ use crate::http::{self, Limits};
 use crate::ops::admin::Admin;
 use crate::ops::dlq::{self, Outcome};
 use crate::ops::durability::{self, Level};
+use crate::ops::partitions::{Found, Partitions};
 use crate::ops::run;
 use crate::server::{Reload, Server};
 use crate::shutdown::{self, Shutdown};
@@ -49,18 +50,18 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
             usable.then_some(()).ok_or(Fatal::Reported)
         }
         Command::Dlq(cmd) => dlq_command(&lookup, cmd),
-        Command::Events { filter, json } => with_store(&lookup, |store| async move {
-            run::list(&store, filter, *json).await
+        Command::Events { filter, json } => with_store(&lookup, |parts| async move {
+            run::list(&parts, filter, *json).await
         }),
-        Command::EventShow { id, json } => with_store(&lookup, |store| async move {
-            run::show(&store, *id, *json).await
+        Command::EventShow { id, json } => with_store(&lookup, |parts| async move {
+            run::show(&parts, *id, *json).await
         }),
-        Command::Redeliver(what) => with_store(&lookup, |store| async move {
-            run::redeliver(&store, what).await
+        Command::Redeliver(what) => with_store(&lookup, |parts| async move {
+            run::redeliver(&parts, what).await
         }),
-        Command::Tail(opts) => with_store(&lookup, |store| async move {
+        Command::Tail(opts) => with_store(&lookup, |parts| async move {
             let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
-            crate::ops::tail::run(&store, opts, shutdown)
+            crate::ops::tail::run(&parts, opts, shutdown)
                 .await
                 .map_err(|error| Fatal::Store {
                     doing: "starting to follow the streams",
@@ -233,57 +234,58 @@ fn client(get: Lookup) -> Result<(), Fatal> {
     })
 }
 
-/// Runs an operator command against the configured Redis and keys.
+/// Runs an operator command against the configured Redis and keys (every partition).
 fn with_store<F, Fut>(get: Lookup, f: F) -> Result<(), Fatal>
 where
-    F: FnOnce(Store) -> Fut,
+    F: FnOnce(Partitions) -> Fut,
     Fut: std::future::Future<Output = Result<(), Fatal>>,
 {
     let common = CommonConfig::load(get)?;
-    let store = Store::from_config(&common).map_err(|error| Fatal::Store {
+    let parts = Partitions::open(&common).map_err(|error| Fatal::Store {
         doing: "opening the redis client",
         error,
     })?;
-    runtime()?.block_on(f(store))
+    runtime()?.block_on(f(parts))
 }
 
 /// `crm-relay dlq …`.
 fn dlq_command(get: Lookup, cmd: &DlqCommand) -> Result<(), Fatal> {
-    let common = CommonConfig::load(get)?;
-    let store = Store::from_config(&common).map_err(|error| Fatal::Store {
-        doing: "opening the redis client",
-        error,
-    })?;
-    let failed = |doing| move |error| Fatal::Store { doing, error };
-    runtime()?.block_on(async {
+    with_store(get, |parts| async move {
+        let failed = |doing| move |error| Fatal::Store { doing, error };
         match cmd {
             DlqCommand::List { limit } => {
-                let entries = store
-                    .dlq_list(*limit)
+                let entries = dlq::list(&parts, *limit)
                     .await
                     .map_err(failed("listing dead letters"))?;
                 print!("{}", dlq::table(&entries, crate::clock::unix_ms()));
                 Ok(())
             }
-            DlqCommand::Show(id) => match store.dlq_get(*id).await {
-                Ok(Some(entry)) => {
-                    print!("{}", dlq::show(&entry));
+            DlqCommand::Show(id) => match dlq::get(&parts, &id.to_string()).await {
+                Ok(Found::One { value, .. }) => {
+                    print!("{}", dlq::show(&value));
                     Ok(())
                 }
-                Ok(None) => {
-                    eprintln!("crm-relay: no dead letter {id} in {}", store.dlq());
+                Ok(Found::Nothing) => {
+                    eprintln!("crm-relay: no dead letter {id} in {}", parts.dlqs());
+                    Err(Fatal::Reported)
+                }
+                Ok(Found::Ambiguous(candidates)) => {
+                    eprintln!(
+                        "crm-relay: {}",
+                        run::ambiguous(&id.to_string(), &candidates)
+                    );
                     Err(Fatal::Reported)
                 }
                 Err(e) => Err(failed("reading the dead letter")(e)),
             },
             DlqCommand::Replay(sel) => {
-                let out = dlq::replay(&store, sel)
+                let out = dlq::replay(&parts, sel)
                     .await
                     .map_err(failed("replaying dead letters"))?;
                 print_outcome(&out, "replayed")
             }
             DlqCommand::Purge(sel) => {
-                let out = dlq::purge(&store, sel)
+                let out = dlq::purge(&parts, sel)
                     .await
                     .map_err(failed("purging dead letters"))?;
                 print_outcome(&out, "purged")
@@ -303,6 +305,10 @@ fn print_outcome(out: &Outcome, verb: &str) -> Result<(), Fatal> {
     for id in &out.unknown {
         eprintln!("crm-relay: unknown dead letter {id}");
     }
-    println!("{} {verb}, {} unknown", out.done.len(), out.unknown.len());
-    out.unknown.is_empty().then_some(()).ok_or(Fatal::Reported)
+    for (id, candidates) in &out.ambiguous {
+        eprintln!("crm-relay: {}", run::ambiguous(id, candidates));
+    }
+    let unknown = out.unknown.len() + out.ambiguous.len();
+    println!("{} {verb}, {unknown} unknown", out.done.len());
+    out.all_done().then_some(()).ok_or(Fatal::Reported)
 }

@@ -5,6 +5,9 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use crate::ops::partitions::{Found, Partitions, merge_newest_first};
+use std::sync::Arc;
+
 use crate::stream::{Entry, Store, StoreError, StreamId};
 
 /// Which dead letters an operation applies to.
@@ -21,17 +24,55 @@ pub struct Outcome {
     pub done: Vec<(String, Option<String>)>,
     /// Ids that are not in the DLQ (or are not stream ids at all).
     pub unknown: Vec<String>,
+    /// `(id, the partitions' ids it may mean)`: a plain id found in several partitions.
+    pub ambiguous: Vec<(String, Vec<String>)>,
 }
 
-/// Puts dead letters back on the main stream (new id, same content) and removes them.
-pub async fn replay(store: &Store, sel: &Selection) -> Result<Outcome, StoreError> {
+impl Outcome {
+    /// Whether every selected dead letter was handled.
+    pub fn all_done(&self) -> bool {
+        self.unknown.is_empty() && self.ambiguous.is_empty()
+    }
+}
+
+/// The newest `limit` dead letters of every partition, newest first, ids labelled.
+pub async fn list(parts: &Partitions, limit: usize) -> Result<Vec<Entry>, StoreError> {
+    let mut lists = Vec::new();
+    for store in parts.stores() {
+        let entries = store.dlq_list(limit).await?;
+        lists.push(entries.into_iter().map(|e| (e.stream_id(), e)).collect());
+    }
+    Ok(merge_newest_first(lists)
+        .into_iter()
+        .take(limit)
+        .map(|(p, _, mut e)| {
+            e.id = parts.label(p, &e.id);
+            e
+        })
+        .collect())
+}
+
+/// The dead letter `handle` names, its id labelled.
+pub async fn get(parts: &Partitions, handle: &str) -> Result<Found<Entry>, StoreError> {
+    let found = parts
+        .find(handle, |store, id| async move { store.dlq_get(id).await })
+        .await?;
+    Ok(match found {
+        Found::One { p, id, mut value } => {
+            value.id = parts.label(p, &value.id);
+            Found::One { p, id, value }
+        }
+        other => other,
+    })
+}
+
+/// Puts dead letters back on their partition's main stream (new id, same content) and
+/// removes them.
+pub async fn replay(parts: &Partitions, sel: &Selection) -> Result<Outcome, StoreError> {
     let mut out = Outcome::default();
-    for (raw, id) in ids(store, sel).await? {
-        match id {
-            Some(id) => match store.dlq_replay(id).await? {
-                Some(new_id) => out.done.push((raw, Some(new_id))),
-                None => out.unknown.push(raw),
-            },
+    for (p, id, raw) in targets(parts, sel, &mut out).await? {
+        match parts.stores()[p].dlq_replay(id).await? {
+            Some(new_id) => out.done.push((raw, Some(parts.label(p, &new_id)))),
             None => out.unknown.push(raw),
         }
     }
@@ -39,32 +80,47 @@ pub async fn replay(store: &Store, sel: &Selection) -> Result<Outcome, StoreErro
 }
 
 /// Deletes dead letters.
-pub async fn purge(store: &Store, sel: &Selection) -> Result<Outcome, StoreError> {
+pub async fn purge(parts: &Partitions, sel: &Selection) -> Result<Outcome, StoreError> {
     let mut out = Outcome::default();
-    for (raw, id) in ids(store, sel).await? {
-        match id {
-            Some(id) if store.dlq_delete(id).await? => out.done.push((raw, None)),
-            _ => out.unknown.push(raw),
+    for (p, id, raw) in targets(parts, sel, &mut out).await? {
+        match parts.stores()[p].dlq_delete(id).await? {
+            true => out.done.push((raw, None)),
+            false => out.unknown.push(raw),
         }
     }
     Ok(out)
 }
 
-/// The selected ids as given, each with its parsed form: only full `<ms>-<seq>` ids name a
-/// dead letter (a bare `1000` is unknown, never a range).
-async fn ids(
-    store: &Store,
+/// The selected dead letters: partition, id there, name as given (or labelled, for `All`).
+/// Names that find nothing, or several, go to `out`. Only full `<ms>-<seq>` ids name a dead
+/// letter (a bare `1000` is unknown, never a range).
+async fn targets(
+    parts: &Partitions,
     sel: &Selection,
-) -> Result<Vec<(String, Option<StreamId>)>, StoreError> {
+    out: &mut Outcome,
+) -> Result<Vec<(usize, StreamId, String)>, StoreError> {
+    let mut found = Vec::new();
     match sel {
-        Selection::Ids(ids) => Ok(ids.iter().map(|i| (i.clone(), i.parse().ok())).collect()),
-        Selection::All => Ok(store
-            .dlq_ids()
-            .await?
-            .into_iter()
-            .map(|id| (id.to_string(), Some(id)))
-            .collect()),
+        Selection::Ids(ids) => {
+            for raw in ids {
+                let exists =
+                    |store: Arc<Store>, id| async move { Ok(store.dlq_get(id).await?.map(drop)) };
+                match parts.find(raw, exists).await? {
+                    Found::One { p, id, .. } => found.push((p, id, raw.clone())),
+                    Found::Nothing => out.unknown.push(raw.clone()),
+                    Found::Ambiguous(c) => out.ambiguous.push((raw.clone(), c)),
+                }
+            }
+        }
+        Selection::All => {
+            for (p, store) in parts.stores().iter().enumerate() {
+                for id in store.dlq_ids().await? {
+                    found.push((p, id, parts.label(p, &id.to_string())));
+                }
+            }
+        }
     }
+    Ok(found)
 }
 
 fn text(entry: &Entry, name: &str) -> String {

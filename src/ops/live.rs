@@ -7,10 +7,12 @@
 //! told to reload (`reset`) or, if it stops reading, is cut off and reconnects with
 //! `Last-Event-ID`, from which the arrivals it missed are sent again.
 //!
-//! Events: `received` (id: the stream id; data: the event as `/events` lists it), `outcome`
+//! Events: `received` (id: the stream id, or with several partitions each partition's last
+//! stream id, comma-separated; data: the event as `/events` lists it), `outcome`
 //! (data: `{"id":…, …the attempt record}`), `reset` (the page should reload its list), and a
 //! comment every 15 s that keeps proxies from closing an idle stream.
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +21,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::http::Response;
 use crate::ops::events::{Event, status_of};
+use crate::ops::partitions::Partitions;
 use crate::stream::{Store, StreamId, Summary, Trace, parse_activity};
 
 /// Streams served at once per listener; more get `503`.
@@ -37,10 +40,58 @@ const START_BACK_MS: u64 = 5000;
 /// How long the page waits before reconnecting (the SSE `retry` field).
 const RETRY_MS: u64 = 2000;
 
+/// Where a watcher is: the last arrival seen in each partition. Its text is the SSE `id`:
+/// the stream id with one partition, else every partition's, comma-separated (`-`: none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Cursor(Vec<Option<StreamId>>);
+
+impl Cursor {
+    fn parse(text: &str, partitions: usize) -> Option<Cursor> {
+        let ids = text
+            .trim()
+            .split(',')
+            .map(|id| match id {
+                "-" => Ok(None),
+                id => id.parse().map(Some),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .ok()?;
+        (ids.len() == partitions).then_some(Cursor(ids))
+    }
+
+    /// Whether arrival `id` of partition `p` is news, noting it if so.
+    fn advance(&mut self, p: usize, id: StreamId) -> bool {
+        let news = self.0[p].is_none_or(|l| id > l);
+        if news {
+            self.0[p] = Some(id);
+        }
+        news
+    }
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, id) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            match id {
+                Some(id) => write!(f, "{sep}{id}")?,
+                None => write!(f, "{sep}-")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A message of the hub.
 #[derive(Debug, Clone)]
 enum Message {
-    Received(StreamId, Arc<str>),
+    /// Arrival `id` of partition `p`, with the hub's cursor after it.
+    Received {
+        p: usize,
+        id: StreamId,
+        cursor: Arc<str>,
+        data: Arc<str>,
+    },
     Outcome(Arc<str>),
     Reset,
 }
@@ -48,7 +99,9 @@ enum Message {
 impl Message {
     fn wire(&self) -> Vec<u8> {
         match self {
-            Message::Received(id, data) => format!("id: {id}\nevent: received\ndata: {data}\n\n"),
+            Message::Received { cursor, data, .. } => {
+                format!("id: {cursor}\nevent: received\ndata: {data}\n\n")
+            }
             Message::Outcome(data) => format!("event: outcome\ndata: {data}\n\n"),
             Message::Reset => "event: reset\ndata: {}\n\n".to_owned(),
         }
@@ -58,15 +111,15 @@ impl Message {
 
 /// The live feed of one admin listener.
 pub struct Live {
-    store: Arc<Store>,
+    parts: Partitions,
     hub: Arc<Mutex<Option<broadcast::Sender<Message>>>>,
     streams: Arc<Semaphore>,
 }
 
 impl Live {
-    pub fn new(store: Arc<Store>) -> Live {
+    pub fn new(parts: Partitions) -> Live {
         Live {
-            store,
+            parts,
             hub: Arc::default(),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
@@ -79,12 +132,13 @@ impl Live {
             return Response::error(503, "too many live views open")
                 .with_header("Retry-After", "5");
         };
-        let after = last_event_id.and_then(|id| id.trim().parse::<StreamId>().ok());
+        let n = self.parts.stores().len();
+        let after = last_event_id.and_then(|id| Cursor::parse(id, n));
         let hub = self.subscribe();
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
-        let store = self.store.clone();
+        let parts = self.parts.clone();
         tokio::spawn(async move {
-            watch(&store, hub, after, tx).await;
+            watch(&parts, hub, after, tx).await;
             drop(permit);
         });
         Response::streaming("text/event-stream", rx)
@@ -100,16 +154,16 @@ impl Live {
         }
         let (tx, rx) = broadcast::channel(HUB_BUFFER);
         *hub = Some(tx.clone());
-        tokio::spawn(run_hub(self.store.clone(), self.hub.clone(), tx));
+        tokio::spawn(run_hub(self.parts.clone(), self.hub.clone(), tx));
         rx
     }
 }
 
 /// Feeds one watcher until it leaves, falls too far behind, or the hub stops.
 async fn watch(
-    store: &Store,
+    parts: &Partitions,
     mut hub: broadcast::Receiver<Message>,
-    after: Option<StreamId>,
+    after: Option<Cursor>,
     tx: mpsc::Sender<Vec<u8>>,
 ) {
     let send = |m: Vec<u8>| tx.try_send(m).is_ok();
@@ -117,19 +171,31 @@ async fn watch(
         return;
     }
     // Arrivals missed while disconnected; the hub's own copies of them are skipped.
-    let mut last = after;
+    let mut last = after
+        .clone()
+        .unwrap_or_else(|| Cursor(vec![None; parts.stores().len()]));
     if let Some(after) = after {
-        match store.page_after(after, MAX_ARRIVALS).await {
-            Ok(page) if page.len() < MAX_ARRIVALS => {
-                for s in page.iter().rev() {
+        match missed(parts, &after).await {
+            Some(missed) => {
+                for (p, s) in missed {
                     let id = s.stream_id();
-                    if !send(Message::Received(id, arrival(s, None).into()).wire()) {
+                    last.advance(p, id);
+                    let data = arrival(parts, p, &s, None).into();
+                    let cursor = last.to_string().into();
+                    if !send(
+                        Message::Received {
+                            p,
+                            id,
+                            cursor,
+                            data,
+                        }
+                        .wire(),
+                    ) {
                         return;
                     }
-                    last = Some(id);
                 }
             }
-            _ => {
+            None => {
                 if !send(Message::Reset.wire()) {
                     return;
                 }
@@ -141,7 +207,7 @@ async fn watch(
     loop {
         let wire = tokio::select! {
             m = hub.recv() => match m {
-                Ok(Message::Received(id, _)) if last.is_some_and(|l| id <= l) => continue,
+                Ok(Message::Received { p, id, .. }) if !last.advance(p, id) => continue,
                 Ok(m) => m.wire(),
                 Err(broadcast::error::RecvError::Lagged(_)) => Message::Reset.wire(),
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -156,29 +222,43 @@ async fn watch(
     }
 }
 
+/// The arrivals after `after` in every partition, oldest first; `None` when there are too
+/// many (or Redis fails): the page reloads instead.
+async fn missed(parts: &Partitions, after: &Cursor) -> Option<Vec<(usize, Summary)>> {
+    let mut all = Vec::new();
+    for (p, store) in parts.stores().iter().enumerate() {
+        let Some(from) = after.0[p] else { continue };
+        let page = store.page_after(from, MAX_ARRIVALS).await.ok()?;
+        if page.len() == MAX_ARRIVALS {
+            return None;
+        }
+        all.extend(page.into_iter().map(|s| (p, s)));
+    }
+    all.sort_by_key(|(p, s)| (s.stream_id(), *p));
+    Some(all)
+}
+
 /// Follows Redis for every watcher while there is one.
 async fn run_hub(
-    store: Arc<Store>,
+    parts: Partitions,
     slot: Arc<Mutex<Option<broadcast::Sender<Message>>>>,
     tx: broadcast::Sender<Message>,
 ) {
-    log::debug!("live view: following {}", store.stream());
-    let mut last: Option<StreamId> = None;
-    let mut activity: Option<mpsc::UnboundedReceiver<Vec<u8>>> = None;
+    log::debug!("live view: following {}", parts.streams());
+    let n = parts.stores().len();
+    let mut cursor = Cursor(vec![None; n]);
+    // Every partition's activity messages, tagged with the partition; `None`: a
+    // subscription ended (it is made again below).
+    let (activity_tx, mut activity) = mpsc::unbounded_channel::<(usize, Option<Vec<u8>>)>();
+    let mut subscribed = vec![false; n];
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
     loop {
-        let message = async {
-            match activity.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
-            m = message => match m {
-                Some(payload) => outcomes(&store, &payload, &tx),
-                None => activity = None, // subscription lost: made again below
+            Some((p, m)) = activity.recv() => match m {
+                Some(payload) => outcomes(&parts, p, &payload, &tx),
+                None => subscribed[p] = false,
             },
             _ = poll.tick() => {
                 {
@@ -192,23 +272,54 @@ async fn run_hub(
                     }
                 }
                 ticks += 1;
-                if activity.is_none() && ticks % 20 == 1 {
-                    match store.follow_activity().await {
-                        Ok(rx) => activity = Some(rx),
-                        Err(e) => log::debug!("live view: outcomes not followed: {e}"),
+                for (p, store) in parts.stores().iter().enumerate() {
+                    if !subscribed[p] && ticks % 20 == 1 {
+                        subscribed[p] = subscribe(store, p, &activity_tx).await;
                     }
+                    arrivals(&parts, p, &mut cursor, &tx).await;
                 }
-                arrivals(&store, &mut last, &tx).await;
             }
         }
     }
 }
 
-async fn arrivals(store: &Store, last: &mut Option<StreamId>, tx: &broadcast::Sender<Message>) {
+/// Forwards partition `p`'s activity messages to `to`; false when Redis refused.
+async fn subscribe(
+    store: &Store,
+    p: usize,
+    to: &mpsc::UnboundedSender<(usize, Option<Vec<u8>>)>,
+) -> bool {
+    match store.follow_activity().await {
+        Ok(mut rx) => {
+            let to = to.clone();
+            tokio::spawn(async move {
+                while let Some(payload) = rx.recv().await {
+                    if to.send((p, Some(payload))).is_err() {
+                        return;
+                    }
+                }
+                let _ = to.send((p, None));
+            });
+            true
+        }
+        Err(e) => {
+            log::debug!("live view: outcomes not followed: {e}");
+            false
+        }
+    }
+}
+
+async fn arrivals(
+    parts: &Partitions,
+    p: usize,
+    cursor: &mut Cursor,
+    tx: &broadcast::Sender<Message>,
+) {
+    let store = &parts.stores()[p];
     // A hub starts a few seconds back: a page that opened its stream and then loaded its
     // list misses nothing stored before the hub's first look (repeats are merged by id).
     // (Stream ids carry Redis's clock, so the start is taken from the newest id.)
-    let after = match *last {
+    let after = match cursor.0[p] {
         Some(after) => after,
         None => match store.newest_id(store.stream()).await {
             Ok(newest) => {
@@ -231,8 +342,9 @@ async fn arrivals(store: &Store, last: &mut Option<StreamId>, tx: &broadcast::Se
             return;
         }
     };
-    *last = Some(page.first().map_or(after, Summary::stream_id));
+    cursor.0[p] = Some(after);
     if page.len() == MAX_ARRIVALS {
+        cursor.0[p] = page.first().map(Summary::stream_id);
         let _ = tx.send(Message::Reset);
         return;
     }
@@ -241,27 +353,36 @@ async fn arrivals(store: &Store, last: &mut Option<StreamId>, tx: &broadcast::Se
     let ids: Vec<StreamId> = page.iter().map(Summary::stream_id).collect();
     let traces = store.traces(&ids).await.unwrap_or_default();
     for (i, s) in page.iter().enumerate().rev() {
+        let id = s.stream_id();
+        cursor.advance(p, id);
         let trace = traces.get(i).cloned().flatten();
-        let _ = tx.send(Message::Received(s.stream_id(), arrival(s, trace).into()));
+        let _ = tx.send(Message::Received {
+            p,
+            id,
+            cursor: cursor.to_string().into(),
+            data: arrival(parts, p, s, trace).into(),
+        });
     }
 }
 
-fn outcomes(store: &Store, payload: &[u8], tx: &broadcast::Sender<Message>) {
+fn outcomes(parts: &Partitions, p: usize, payload: &[u8], tx: &broadcast::Sender<Message>) {
     let (group, traces) = parse_activity(payload);
-    if group != store.group() {
+    if group != parts.stores()[p].group() {
         return;
     }
     for (id, trace) in traces {
         let mut v = trace.to_json();
-        v["id"] = Value::from(id);
+        v["id"] = Value::from(parts.label(p, &id));
         let _ = tx.send(Message::Outcome(v.to_string().into()));
     }
 }
 
 /// An arrival as `/events` lists it, with its outcome when one is already recorded.
-fn arrival(s: &Summary, trace: Option<Trace>) -> String {
+fn arrival(parts: &Partitions, p: usize, s: &Summary, trace: Option<Trace>) -> String {
+    let mut summary = s.clone();
+    summary.id = parts.label(p, &s.id);
     Event {
-        summary: s.clone(),
+        summary,
         status: status_of(trace.as_ref(), true, false),
         trace,
         earlier: Vec::new(),
@@ -271,70 +392,5 @@ fn arrival(s: &Summary, trace: Option<Trace>) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Secret;
-    use crate::stream::Keys;
-
-    fn store() -> Store {
-        let keys = Keys {
-            stream: "s".into(),
-            dlq: "s:dlq".into(),
-        };
-        // Never used: no catch-up without Last-Event-ID.
-        Store::new(&Secret::new("redis://127.0.0.1:1"), None, keys).unwrap()
-    }
-
-    fn received(n: u64) -> Message {
-        Message::Received(StreamId { ms: n, seq: 0 }, "{}".into())
-    }
-
-    /// A watcher that stops reading is cut off once its buffer is full, instead of holding
-    /// messages (and memory) for it.
-    #[tokio::test]
-    async fn a_watcher_that_stops_reading_is_cut_off() {
-        let (hub, rx) = broadcast::channel(64);
-        let (tx, mut out) = mpsc::channel(4);
-        let watcher = tokio::spawn(async move { watch(&store(), rx, None, tx).await });
-        for n in 1..=10 {
-            hub.send(received(n)).unwrap();
-        }
-        tokio::time::timeout(Duration::from_secs(5), watcher)
-            .await
-            .expect("the watcher ends")
-            .unwrap();
-        let mut got = Vec::new();
-        while let Ok(chunk) = out.try_recv() {
-            got.push(String::from_utf8(chunk).unwrap());
-        }
-        assert_eq!(got.len(), 4, "only what fit: {got:?}");
-        assert!(got[0].starts_with("retry: "));
-        assert!(got[1].starts_with("id: 1-0\nevent: received\n"));
-    }
-
-    /// A watcher that fell behind the hub is told to reload instead of missing events silently.
-    #[tokio::test]
-    async fn a_lagging_watcher_is_told_to_reload() {
-        let (hub, rx) = broadcast::channel(2);
-        for n in 1..=5 {
-            hub.send(received(n)).unwrap();
-        }
-        let (tx, mut out) = mpsc::channel(16);
-        let watcher = tokio::spawn(async move { watch(&store(), rx, None, tx).await });
-        let mut got = Vec::new();
-        while got.len() < 4 {
-            let chunk = tokio::time::timeout(Duration::from_secs(5), out.recv())
-                .await
-                .expect("a chunk")
-                .expect("open");
-            got.push(String::from_utf8(chunk).unwrap());
-        }
-        assert!(got[1].starts_with("event: reset\n"), "{got:?}");
-        assert!(got[2].starts_with("id: 4-0\n") && got[3].starts_with("id: 5-0\n"));
-        drop(hub);
-        tokio::time::timeout(Duration::from_secs(5), watcher)
-            .await
-            .expect("the hub's end ends the watcher")
-            .unwrap();
-    }
-}
+#[path = "live_tests.rs"]
+mod tests;

@@ -10,6 +10,7 @@ pub(crate) mod durability;
 pub mod events;
 mod inspector;
 pub mod live;
+pub mod partitions;
 pub(crate) mod run;
 pub mod tail;
 

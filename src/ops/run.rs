@@ -13,16 +13,17 @@ use crate::config::{Lookup, admin_config};
 use crate::error::Fatal;
 use crate::ops::dlq::add_content_json;
 use crate::ops::events::{self, Filter, Redeliver};
-use crate::stream::{Store, StoreError, StreamId};
+use crate::ops::partitions::{Found, Handle, Partitions};
+use crate::stream::StoreError;
 
 fn failed(doing: &'static str) -> impl Fn(StoreError) -> Fatal {
     move |error| Fatal::Store { doing, error }
 }
 
 /// `events`.
-pub async fn list(store: &Store, filter: &Filter, json: bool) -> Result<(), Fatal> {
+pub async fn list(parts: &Partitions, filter: &Filter, json: bool) -> Result<(), Fatal> {
     let now = unix_ms();
-    let listing = events::list(store, filter, now)
+    let listing = events::list(parts, filter, now)
         .await
         .map_err(failed("listing webhooks"))?;
     if json {
@@ -37,41 +38,60 @@ pub async fn list(store: &Store, filter: &Filter, json: bool) -> Result<(), Fata
 }
 
 /// `events show ID`.
-pub async fn show(store: &Store, id: StreamId, json: bool) -> Result<(), Fatal> {
-    match events::show(store, id)
+pub async fn show(parts: &Partitions, id: Handle, json: bool) -> Result<(), Fatal> {
+    match events::show(parts, &id.to_string())
         .await
         .map_err(failed("reading the webhook"))?
     {
-        Some((ev, entry)) if json => {
+        Found::One {
+            value: (ev, entry), ..
+        } if json => {
             let mut v = ev.to_json();
             add_content_json(&entry, &mut v);
             println!("{v}");
             Ok(())
         }
-        Some((ev, entry)) => {
+        Found::One {
+            value: (ev, entry), ..
+        } => {
             print!("{}", events::show_text(&ev, &entry));
             Ok(())
         }
-        None => {
+        Found::Nothing => {
             eprintln!(
                 "crm-relay: no webhook {id} in {} (never stored, or removed by retention)",
-                store.stream()
+                parts.streams()
             );
+            Err(Fatal::Reported)
+        }
+        Found::Ambiguous(candidates) => {
+            eprintln!("crm-relay: {}", ambiguous(&id.to_string(), &candidates));
             Err(Fatal::Reported)
         }
     }
 }
 
-/// `redeliver`: prints each copy; unknown or refused ids fail the command.
-pub async fn redeliver(store: &Store, what: &Redeliver) -> Result<(), Fatal> {
-    let out = events::redeliver(store, what, unix_ms())
+/// What to say of a plain id that several partitions hold.
+pub fn ambiguous(id: &str, candidates: &[String]) -> String {
+    format!(
+        "{id} names an entry in several partitions; name one: {}",
+        candidates.join(", ")
+    )
+}
+
+/// `redeliver`: prints each copy; unknown, ambiguous or refused ids fail the command.
+pub async fn redeliver(parts: &Partitions, what: &Redeliver) -> Result<(), Fatal> {
+    let out = events::redeliver(parts, what, unix_ms())
         .await
         .map_err(failed("redelivering"))?;
     for (id, new_id) in &out.done {
         println!("redelivered {id} as {new_id}");
     }
     for id in &out.unknown {
-        eprintln!("crm-relay: no webhook {id} in {}", store.stream());
+        eprintln!("crm-relay: no webhook {id} in {}", parts.streams());
+    }
+    for (id, candidates) in &out.ambiguous {
+        eprintln!("crm-relay: {}", ambiguous(id, candidates));
     }
     for (id, status) in &out.refused {
         eprintln!(
@@ -82,12 +102,10 @@ pub async fn redeliver(store: &Store, what: &Redeliver) -> Result<(), Fatal> {
     println!(
         "{} redelivered, {} unknown, {} still being delivered",
         out.done.len(),
-        out.unknown.len(),
+        out.unknown.len() + out.ambiguous.len(),
         out.refused.len()
     );
-    (out.unknown.is_empty() && out.refused.is_empty())
-        .then_some(())
-        .ok_or(Fatal::Reported)
+    out.all_done().then_some(()).ok_or(Fatal::Reported)
 }
 
 /// `health [server|client]`: `GET /health` on the admin listener; exit 0 on `200`.

@@ -3,9 +3,13 @@
 //! JSON object per line for scripts.
 
 use std::io::Write as _;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 
+use crate::ops::partitions::Partitions;
 use crate::shutdown::Shutdown;
 use crate::stream::{Entry, Store, StoreError, Trace, parse_activity};
 
@@ -23,32 +27,35 @@ pub struct Options {
 
 /// Follows arrivals and outcomes until `shutdown` or until stdout is closed (`tail | head`).
 /// Losing Redis ends it with an error (exit 1): a supervisor or the operator restarts it.
-pub async fn run(store: &Store, opts: &Options, mut shutdown: Shutdown) -> Result<(), StoreError> {
-    let stream = store.stream().to_owned();
-    let mut after = store.newest_id(&stream).await?;
-    let mut activity = store.follow_activity().await?;
+pub async fn run(
+    parts: &Partitions,
+    opts: &Options,
+    mut shutdown: Shutdown,
+) -> Result<(), StoreError> {
+    let (tx, mut rx) = mpsc::channel::<Result<Vec<Value>, StoreError>>(64);
+    let mut followers = JoinSet::new();
+    for (p, store) in parts.stores().iter().enumerate() {
+        let after = store.newest_id(store.stream()).await?;
+        let activity = store.follow_activity().await?;
+        let label = Labeller {
+            parts: parts.clone(),
+            p,
+        };
+        followers.spawn(follow(store.clone(), label, after, activity, tx.clone()));
+    }
+    drop(tx);
     // On stderr, so `--json` output stays pure: scripts (and tests) wait for this line.
     eprintln!(
-        "following {stream} (group {}); Ctrl-C to stop",
-        store.group()
+        "following {} (group {}); Ctrl-C to stop",
+        parts.streams(),
+        parts.first().group()
     );
     let mut out = std::io::stdout();
-    let group = store.group().to_owned();
     loop {
-        // A read cut short by a message is simply made again from the same id: nothing is
-        // skipped (at worst an arrival waits for the abandoned read to time out in Redis).
-        let from = [(stream.clone(), after.clone())];
-        let events: Vec<Value> = tokio::select! {
-            read = store.read_after(&from, BATCH, BLOCK_MS) => {
-                let entries = read?.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>();
-                if let Some(last) = entries.last() {
-                    after = last.id.clone();
-                }
-                entries.iter().map(arrival).collect()
-            }
-            message = activity.recv() => match message {
-                Some(payload) => endings(&payload, &group),
-                None => return Err(StoreError::Protocol("the activity subscription ended".into())),
+        let events = tokio::select! {
+            batch = rx.recv() => match batch {
+                Some(events) => events?,
+                None => return Err(StoreError::Protocol("every follower stopped".into())),
             },
             () = shutdown.wait() => return Ok(()),
         };
@@ -74,8 +81,58 @@ pub async fn run(store: &Store, opts: &Options, mut shutdown: Shutdown) -> Resul
     }
 }
 
+/// How one partition's ids are shown.
+struct Labeller {
+    parts: Partitions,
+    p: usize,
+}
+
+impl Labeller {
+    fn id(&self, id: &str) -> String {
+        self.parts.label(self.p, id)
+    }
+}
+
+/// Sends one partition's arrivals and outcomes to `tx` until it closes or Redis fails.
+async fn follow(
+    store: Arc<Store>,
+    label: Labeller,
+    mut after: String,
+    mut activity: mpsc::UnboundedReceiver<Vec<u8>>,
+    tx: mpsc::Sender<Result<Vec<Value>, StoreError>>,
+) {
+    let stream = store.stream().to_owned();
+    let group = store.group().to_owned();
+    loop {
+        // A read cut short by a message is simply made again from the same id: nothing is
+        // skipped (at worst an arrival waits for the abandoned read to time out in Redis).
+        let from = [(stream.clone(), after.clone())];
+        let events = tokio::select! {
+            read = store.read_after(&from, BATCH, BLOCK_MS) => match read {
+                Ok(read) => {
+                    let entries = read.into_iter().flat_map(|(_, e)| e).collect::<Vec<_>>();
+                    if let Some(last) = entries.last() {
+                        after = last.id.clone();
+                    }
+                    Ok(entries.iter().map(|e| arrival(e, &label)).collect())
+                }
+                Err(e) => Err(e),
+            },
+            message = activity.recv() => match message {
+                Some(payload) => Ok(endings(&payload, &group, &label)),
+                None => Err(StoreError::Protocol("the activity subscription ended".into())),
+            },
+            () = tx.closed() => return,
+        };
+        let failed = events.is_err();
+        if tx.send(events).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
 /// A webhook stored by the server.
-fn arrival(e: &Entry) -> Value {
+fn arrival(e: &Entry, label: &Labeller) -> Value {
     let text = |name: &str| {
         e.field(name)
             .map(|v| String::from_utf8_lossy(v).into_owned())
@@ -83,7 +140,7 @@ fn arrival(e: &Entry) -> Value {
     };
     json!({
         "event": "received",
-        "id": e.id,
+        "id": label.id(&e.id),
         "relay_id": e.relay_id(),
         "source": text("source"),
         "method": text("method"),
@@ -94,12 +151,15 @@ fn arrival(e: &Entry) -> Value {
 }
 
 /// The attempts one activity message records, for `group` only.
-fn endings(payload: &[u8], group: &str) -> Vec<Value> {
+fn endings(payload: &[u8], group: &str, label: &Labeller) -> Vec<Value> {
     let (g, traces) = parse_activity(payload);
     if g != group {
         return Vec::new();
     }
-    traces.into_iter().map(|(id, t)| ending(&id, &t)).collect()
+    traces
+        .into_iter()
+        .map(|(id, t)| ending(&label.id(&id), &t))
+        .collect()
 }
 
 fn ending(id: &str, t: &Trace) -> Value {

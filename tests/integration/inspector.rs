@@ -15,13 +15,13 @@ use crate::support::*;
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A `GET /live` connection and everything read from it so far.
-struct Feed {
+pub(crate) struct Feed {
     stream: TcpStream,
-    text: String,
+    pub(crate) text: String,
 }
 
 impl Feed {
-    async fn open(admin: SocketAddr, last_event_id: Option<&str>) -> Feed {
+    pub(crate) async fn open(admin: SocketAddr, last_event_id: Option<&str>) -> Feed {
         let mut stream = TcpStream::connect(admin).await.expect("connect");
         let last = last_event_id.map_or(String::new(), |id| format!("Last-Event-ID: {id}\r\n"));
         let req = format!("GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n{last}\r\n");
@@ -35,7 +35,7 @@ impl Feed {
     }
 
     /// Reads until `needle` has arrived (false on timeout or end of stream).
-    async fn until(&mut self, needle: &str) -> bool {
+    pub(crate) async fn until(&mut self, needle: &str) -> bool {
         let mut buf = [0u8; 4096];
         let deadline = tokio::time::Instant::now() + WAIT;
         while !self.text.contains(needle) {

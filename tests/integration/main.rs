@@ -14,6 +14,7 @@ mod ha;
 mod http_framing;
 mod inspector;
 mod operate;
+mod partitions;
 mod proxy;
 mod restart;
 mod senders;

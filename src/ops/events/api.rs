@@ -8,13 +8,14 @@ use serde_json::{Value, json};
 use super::{Filter, Redeliver};
 use crate::http::Response;
 use crate::ops::dlq::add_content_json;
-use crate::stream::{Store, StoreError};
+use crate::ops::partitions::{Found, Partitions};
+use crate::stream::StoreError;
 
 /// Webhooks one API listing looks at (about 0.4 s over 1 KB entries here): a sparse filter
 /// answers within that with `complete: false` and `next`, from which the caller goes on.
 const API_SCAN: usize = 20_000;
 
-pub async fn list(store: &Store, query: &str) -> Response {
+pub async fn list(parts: &Partitions, query: &str) -> Response {
     let pairs = query
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -26,7 +27,7 @@ pub async fn list(store: &Store, query: &str) -> Response {
         },
         Err(why) => return Response::error(400, &why),
     };
-    match super::list(store, &filter, crate::clock::unix_ms()).await {
+    match super::list(parts, &filter, crate::clock::unix_ms()).await {
         Ok(listing) => {
             let events: Vec<Value> = listing.events.iter().map(super::Event::to_json).collect();
             let next = listing.next.map(|id| id.to_string());
@@ -37,33 +38,37 @@ pub async fn list(store: &Store, query: &str) -> Response {
     }
 }
 
-pub async fn show(store: &Store, id: &str) -> Response {
-    let Ok(id) = id.parse() else {
-        return Response::error(404, "no such webhook");
-    };
-    match super::show(store, id).await {
-        Ok(Some((ev, entry))) => {
+pub async fn show(parts: &Partitions, id: &str) -> Response {
+    match super::show(parts, id).await {
+        Ok(Found::One {
+            value: (ev, entry), ..
+        }) => {
             let mut v = ev.detail_json();
             add_content_json(&entry, &mut v);
             Response::json(200, v.to_string())
         }
-        Ok(None) => Response::error(404, "no such webhook"),
+        Ok(Found::Nothing) => Response::error(404, "no such webhook"),
+        Ok(Found::Ambiguous(candidates)) => Response::json(
+            409,
+            json!({ "error": "the id names a webhook in several partitions", "candidates": candidates })
+                .to_string(),
+        ),
         Err(e) => unavailable(&e),
     }
 }
 
-pub async fn redeliver(store: &Store, body: &[u8]) -> Response {
+pub async fn redeliver(parts: &Partitions, body: &[u8]) -> Response {
     let what = match selection(body) {
         Ok(w) => w,
         Err(why) => return Response::error(400, &why),
     };
-    match super::redeliver(store, &what, crate::clock::unix_ms()).await {
+    match super::redeliver(parts, &what, crate::clock::unix_ms()).await {
         Ok(out) => {
             for (id, new_id) in &out.done {
                 log::info!("redelivering {id} as {new_id} (admin API)");
             }
-            let status = match (out.unknown.is_empty(), out.refused.is_empty()) {
-                (true, true) => 200,
+            let status = match (out.unknown.is_empty(), out.all_done()) {
+                (_, true) => 200,
                 (false, _) => 404,
                 (true, false) => 409,
             };

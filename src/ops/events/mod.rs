@@ -7,17 +7,19 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::parse_duration;
-use crate::stream::{State, Store, StoreError, StreamId, Summary, Trace};
+use crate::stream::{State, StreamId, Summary, Trace};
 
 pub mod api;
+mod lookup;
 mod redeliver;
 mod text;
 
+pub use lookup::{list, list_one, show, show_one};
 pub use redeliver::{Redeliver, Redelivered, redeliver};
 pub use text::{show_text, table};
 
 /// Webhooks read per round trip.
-const PAGE: usize = 500;
+pub(super) const PAGE: usize = 500;
 /// At most this many webhooks are looked at for one listing on the command line (filters
 /// can be sparse; about 4 s over a million 1 KB entries here).
 pub const MAX_SCAN: usize = 200_000;
@@ -209,111 +211,6 @@ pub struct Listing {
     pub events: Vec<Event>,
     pub complete: bool,
     pub next: Option<StreamId>,
-}
-
-/// The webhooks `filter` selects, newest first.
-pub async fn list(store: &Store, filter: &Filter, now_ms: u64) -> Result<Listing, StoreError> {
-    let since_ms = filter
-        .since
-        .map_or(0, |d| now_ms.saturating_sub(d.as_millis() as u64));
-    let last_read = store.last_delivered().await?;
-    let mut events = Vec::new();
-    let mut before = filter.before;
-    let mut scanned = 0;
-    loop {
-        let page = store.page(before, since_ms, PAGE).await?;
-        let (Some(newest), Some(oldest)) = (page.first(), page.last()) else {
-            return Ok(Listing {
-                events,
-                complete: true,
-                next: None,
-            });
-        };
-        let ids: Vec<StreamId> = page.iter().map(Summary::stream_id).collect();
-        let pending = store
-            .pending_between(oldest.stream_id(), newest.stream_id(), PAGE)
-            .await?;
-        let traces = store.traces(&ids).await?;
-        let full = page.len() == PAGE;
-        before = Some(oldest.stream_id());
-        scanned += page.len();
-        for ((summary, trace), id) in page.into_iter().zip(traces).zip(&ids) {
-            let unread = last_read.is_none_or(|l| *id > l);
-            let status = status_of(trace.as_ref(), pending.contains(id), unread);
-            if filter.matches(&summary, status) {
-                events.push(Event {
-                    summary,
-                    status,
-                    trace,
-                    earlier: Vec::new(),
-                });
-                if events.len() == filter.limit {
-                    return Ok(Listing {
-                        events,
-                        complete: true,
-                        next: Some(*id),
-                    });
-                }
-            }
-        }
-        if !full || scanned >= filter.max_scan {
-            return Ok(Listing {
-                events,
-                complete: !full,
-                next: full.then_some(before).flatten(),
-            });
-        }
-    }
-}
-
-/// One webhook: its event and its entry (headers, body), or `None` when it is not (or no
-/// longer) in the stream.
-pub async fn show(
-    store: &Store,
-    id: StreamId,
-) -> Result<Option<(Event, crate::stream::Entry)>, StoreError> {
-    let Some(entry) = store.entry(id).await? else {
-        return Ok(None);
-    };
-    let summary = summary_of(&entry);
-    let trace = store.traces(&[id]).await?.pop().flatten();
-    let pending = store.pending_between(id, id, 1).await?.contains(&id);
-    let unread = store.last_delivered().await?.is_none_or(|l| id > l);
-    let status = status_of(trace.as_ref(), pending, unread);
-    let earlier = match &trace {
-        Some(_) => store.earlier_traces(id).await?,
-        None => Vec::new(),
-    };
-    Ok(Some((
-        Event {
-            summary,
-            status,
-            trace,
-            earlier,
-        },
-        entry,
-    )))
-}
-
-fn summary_of(entry: &crate::stream::Entry) -> Summary {
-    let text = |name: &str| {
-        entry
-            .field(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .unwrap_or_default()
-    };
-    Summary {
-        id: entry.id.clone(),
-        relay_id: entry.relay_id(),
-        received_at: text("received_at").parse().unwrap_or(0),
-        method: text("method"),
-        path: text("path"),
-        source: text("source"),
-        remote: text("remote"),
-        redelivery_of: text("redelivery_of"),
-        replay_of: text("replay_of"),
-        size: entry.field("body").map_or(0, |b| b.len() as u64),
-    }
 }
 
 #[cfg(test)]

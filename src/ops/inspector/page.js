@@ -131,10 +131,20 @@ async function load(more) {
   }
 }
 
+// Ids are `<ms>-<seq>`, or `<partition>/<ms>-<seq>` with several partitions: by time, then
+// sequence, then partition.
 function compareIds(a, b) {
-  const [am, as] = a.split('-').map(BigInt);
-  const [bm, bs] = b.split('-').map(BigInt);
-  return am === bm ? (as < bs ? -1 : as > bs ? 1 : 0) : (am < bm ? -1 : 1);
+  const parse = (id) => {
+    const slash = id.indexOf('/');
+    const [ms, seq] = id.slice(slash + 1).split('-').map(BigInt);
+    return [ms, seq, BigInt(slash < 0 ? 0 : id.slice(0, slash))];
+  };
+  const x = parse(a);
+  const y = parse(b);
+  for (let i = 0; i < 3; i++) {
+    if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  }
+  return 0;
 }
 
 function onReceived(ev) {

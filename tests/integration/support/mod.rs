@@ -681,7 +681,7 @@ pub async fn start_admin(
     let store = Arc::new(Store::new(&url, None, keys).expect("store"));
     let admin = crm_relay::ops::admin::Admin::new(
         role,
-        vec![store],
+        crm_relay::ops::partitions::Partitions::new(vec![store]),
         crm_relay::ops::access::Access::loopback(),
     );
     let (trigger, shutdown) = shutdown::channel();

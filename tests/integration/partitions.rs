@@ -1,0 +1,267 @@
+//! `RELAY_PARTITIONS` on one Redis, through real server, client and CLI processes: webhooks
+//! spread over every partition and all delivered; the operator's views (events, show,
+//! redeliver, dlq, tail, the admin API, metrics) see every partition, with ids labelled
+//! `<p>/<id>`, and a plain id that two partitions hold is refused as ambiguous.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::process::watch;
+use crate::support::sink::{Answer, Sink};
+use crate::support::*;
+
+const STREAM: &str = "pt:{w}";
+const DLQ: &str = "pt:{w}:dlq";
+const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+fn partition_of(id: &str) -> usize {
+    let (p, _) = id.split_once('/').expect("a labelled id");
+    p.parse().expect("a partition number")
+}
+
+fn json_lines(out: &str) -> Value {
+    serde_json::from_str(out.trim()).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_view_sees_every_partition() {
+    let redis = Redis::start().await;
+    let admin_port = free_port().to_string();
+    let admin_listen = format!("127.0.0.1:{admin_port}");
+    let vars = [
+        ("REDIS_URL", redis.url()),
+        ("RELAY_STREAM", STREAM.to_owned()),
+        ("RELAY_DLQ_STREAM", DLQ.to_owned()),
+        ("RELAY_PARTITIONS", "3".to_owned()),
+    ];
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sink = Sink::start().await;
+    sink.script(|r, _| match r.body.starts_with(b"bad") {
+        true => Answer::Status(422),
+        false => Answer::Status(200),
+    });
+    let (_server, addr) = server_process_with(&redis, STREAM, &vars).await;
+    let mut client_vars = vars.clone();
+    client_vars.push(("RELAY_ADMIN_LISTEN", &admin_listen));
+    let _client = client_process(&redis, STREAM, &sink.url(), &client_vars);
+    let mut stored = Vec::new();
+    for i in 0..12 {
+        let body = match i % 4 {
+            3 => format!("bad-{i}"),
+            _ => format!("good-{i}"),
+        };
+        let resp = Conn::request_once(
+            addr,
+            &post("/webhook/pt", &[("X-API-Key", API_KEY)], body.as_bytes()),
+        )
+        .await;
+        stored.push(resp.id());
+    }
+    assert!(sink.wait_for(WAIT, |r| r.len() >= 12).await);
+    let keys: Vec<String> = (0..3)
+        .map(|p| crm_relay::config::partition_key(STREAM, p, 3))
+        .collect();
+    for key in &keys {
+        assert_eq!(redis.xlen(key), 4, "{key}: webhooks take turns");
+    }
+    let dead_letters = || async {
+        let dlqs = (0..3).map(|p| crm_relay::config::partition_key(DLQ, p, 3));
+        dlqs.map(|k| redis.xlen(&k)).sum::<u64>() == 3
+    };
+    assert!(eventually(WAIT, dead_letters).await);
+
+    // events: every partition, newest first, ids labelled; pages cover all without repeats.
+    let (code, out, err) = run_relay(&["events", "--json", "--limit", "100"], &vars);
+    assert_eq!(code, 0, "{err}");
+    let all = json_lines(&out)["events"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 12, "{out}");
+    let ids: Vec<String> = all
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    let parts: HashSet<usize> = ids.iter().map(|id| partition_of(id)).collect();
+    assert_eq!(parts.len(), 3);
+    let times: Vec<u64> = all
+        .iter()
+        .map(|e| e["received_at"].as_u64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+    let mut paged = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut args = vec!["events", "--json", "--limit", "5"];
+        if let Some(b) = &before {
+            args.extend(["--before", b.as_str()]);
+        }
+        let (code, out, err) = run_relay(&args, &vars);
+        assert_eq!(code, 0, "{err}");
+        let page = json_lines(&out);
+        for e in page["events"].as_array().unwrap() {
+            paged.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids, "pages over partitions: no gap, no repeat");
+
+    // events show and redeliver take a labelled id, and stay in its partition.
+    let delivered = all.iter().find(|e| e["status"] == "delivered").unwrap();
+    let id = delivered["id"].as_str().unwrap();
+    let (code, out, err) = run_relay(&["events", "show", id, "--json"], &vars);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json_lines(&out)["id"], id);
+    let (code, out, err) = run_relay(&["redeliver", id], &vars);
+    assert_eq!(code, 0, "{err}");
+    let copy = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("redelivered {id} as ")))
+        .expect(&out);
+    assert_eq!(partition_of(copy), partition_of(id), "{out}");
+    assert!(sink.wait_for(WAIT, |r| r.len() >= 13).await);
+
+    // The dead letters of every partition, one replayed within its partition.
+    let (code, out, _) = run_relay(&["dlq", "list"], &vars);
+    assert_eq!(code, 0);
+    let dead: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.contains('/'))
+        .collect();
+    assert_eq!(dead.len(), 3, "{out}");
+    let (code, out, err) = run_relay(&["dlq", "replay", dead[0]], &vars);
+    assert_eq!(code, 0, "{err}");
+    let new_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("replayed {} as ", dead[0])))
+        .expect(&out);
+    assert_eq!(partition_of(new_id), partition_of(dead[0]));
+
+    // The admin API merges partitions too; metrics sum them.
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let admin = admin_listen.parse().unwrap();
+    let listed = Conn::request_once(admin, get("/events?limit=100").as_bytes()).await;
+    assert_eq!(listed.status, 200);
+    assert!(listed.json()["events"].as_array().unwrap().len() >= 13);
+    let one = Conn::request_once(admin, get(&format!("/events/{id}")).as_bytes()).await;
+    assert_eq!(one.json()["id"], id);
+    let metrics = Conn::request_once(admin, get("/metrics").as_bytes()).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let total: u64 = keys.iter().map(|k| redis.xlen(k)).sum();
+    let want = format!("relay_stream_length{{role=\"client\"}} {total}");
+    assert!(text.contains(&want), "{want} in {text}");
+
+    // The live feed: arrivals of every partition; its event ids hold each partition's place,
+    // and a reconnect from one brings what every partition stored meanwhile.
+    let post_one = |body: String| async move {
+        let raw = post("/webhook/pt", &[("X-API-Key", API_KEY)], body.as_bytes());
+        Conn::request_once(addr, &raw).await.id()
+    };
+    let mut feed = crate::inspector::Feed::open(admin, None).await;
+    let mut live = Vec::new();
+    for i in 0..3 {
+        live.push(post_one(format!("live-{i}")).await);
+    }
+    for id in &live {
+        assert!(feed.until(&format!("/{id}\"")).await, "{}", feed.text);
+    }
+    // The place after the last arrival seen (the hub emits a tick's arrivals partition by
+    // partition, so the event of the newest webhook need not be the last one).
+    let cursor = feed
+        .text
+        .rsplit("\nid: ")
+        .next()
+        .and_then(|rest| rest.split('\n').next())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        cursor.split(',').count(),
+        3,
+        "one place per partition: {cursor}"
+    );
+    drop(feed);
+    let mut missed = Vec::new();
+    for i in 0..3 {
+        missed.push(post_one(format!("missed-{i}")).await);
+    }
+    let mut feed = crate::inspector::Feed::open(admin, Some(&cursor)).await;
+    for id in &missed {
+        assert!(feed.until(&format!("/{id}\"")).await, "{}", feed.text);
+    }
+    for id in &live {
+        assert!(
+            !feed.text.contains(&format!("/{id}\"")),
+            "{id} again: {}",
+            feed.text
+        );
+    }
+    drop(feed);
+
+    // A plain id two partitions hold is ambiguous; labelled, it is one.
+    for p in [0, 2] {
+        let dlq = crm_relay::config::partition_key(DLQ, p, 3);
+        let _: String = redis::cmd("XADD")
+            .arg(&dlq)
+            .arg("99999999999999-0")
+            .arg("v")
+            .arg("1")
+            .query(&mut redis.conn())
+            .unwrap();
+    }
+    let (code, _, err) = run_relay(&["dlq", "show", "99999999999999-0"], &vars);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("several partitions")
+            && err.contains("0/99999999999999-0, 2/99999999999999-0"),
+        "{err}"
+    );
+    let (code, out, err) = run_relay(&["dlq", "show", "2/99999999999999-0"], &vars);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("2/99999999999999-0"), "{out}");
+    let ambiguous = Conn::request_once(admin, get("/dlq/99999999999999-0").as_bytes()).await;
+    assert_eq!(ambiguous.status, 409);
+    let (code, _, err) = run_relay(
+        &["dlq", "purge", "0/99999999999999-0", "2/99999999999999-0"],
+        &vars,
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // tail follows every partition.
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .args(["tail", "--json"])
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tail starts");
+    let mut err = watch(tail.stderr.take().unwrap(), "tail-err");
+    let mut out = watch(tail.stdout.take().unwrap(), "tail-out");
+    assert!(
+        err.until(WAIT, |l| l.starts_with("following "))
+            .await
+            .is_some()
+    );
+    for i in 0..3 {
+        let body = format!("tail-{i}");
+        let raw = post("/webhook/pt", &[("X-API-Key", API_KEY)], body.as_bytes());
+        Conn::request_once(addr, &raw).await.id();
+    }
+    let mut seen = HashSet::new();
+    while seen.len() < 3 {
+        let line = out
+            .until(WAIT, |l| l.contains(r#""event":"received""#))
+            .await
+            .expect("three arrivals");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        seen.insert(partition_of(v["id"].as_str().unwrap()));
+    }
+    signal(tail.id(), "INT");
+    let _ = tokio::task::spawn_blocking(move || tail.wait()).await;
+}
