@@ -181,6 +181,7 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
             env!("CARGO_PKG_VERSION"),
             config.summary()
         );
+        let min_replicas = config.common.topology.min_replicas;
         let server = Server::new(config)?;
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
         let hangups = shutdown::hangups().map_err(Fatal::Start)?;
@@ -190,7 +191,7 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
             Err(e) => return Err(Fatal::Start(e)),
         };
         serve_admin(server.admin(), &shutdown).await?;
-        log_durability(server.store()).await;
+        log_durability(server.store(), min_replicas).await;
         server
             .run(listener, shutdown, Some((hangups, reload)))
             .await;
@@ -200,8 +201,12 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
 }
 
 /// The server logs what `check` reports, so a risky Redis is visible in its own log.
-async fn log_durability(store: &Store) {
-    for f in durability::inspect(store).await {
+async fn log_durability(store: &Store, min_replicas: u32) {
+    let mut findings = durability::inspect(store).await;
+    if min_replicas > 0 {
+        findings.push(durability::replicas(store, min_replicas).await);
+    }
+    for f in findings {
         match f.level {
             Level::Ok => log::info!("redis: {}", f.text),
             Level::Warn | Level::Fail => log::warn!("redis: {}", f.text),

@@ -159,7 +159,7 @@ impl ClientConfig {
     /// Redis URL, shown without credentials).
     pub fn summary(&self) -> String {
         format!(
-            "target={}{} routes={} health={} admin={} redis={} tls_trust={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
+            "target={}{} routes={} health={} admin={} redis={} {} tls_trust={} stream={} dlq={} group={} consumer={} concurrency={} forward_timeout={:?} max_attempts={} backoff={:?}..{:?} breaker={}/{:?} log={}",
             self.target.target().display(),
             if self.signer.is_some() {
                 " (signed)"
@@ -172,6 +172,7 @@ impl ClientConfig {
                 .map_or_else(|| "off".to_owned(), |h| h.target().display()),
             admin_display(self.admin.as_ref()),
             self.common.redis_display(),
+            self.common.topology.display(),
             self.common.trust_display(),
             self.common.stream,
             self.common.dlq_stream,

@@ -197,10 +197,11 @@ impl ServerConfig {
     /// The effective configuration for the start-up log line: no secret, only counts.
     pub fn summary(&self) -> String {
         format!(
-            "listen={} admin={} redis={} tls_trust={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} sources={} log={}",
+            "listen={} admin={} redis={} {} tls_trust={} stream={} retention={:?} max_stream_len={} api_keys={} app_secrets={} verify_token={} max_body={} unverified_budget={} max_connections={} trusted_proxies={} sources={} log={}",
             self.listen,
             admin_display(self.admin.as_ref()),
             self.common.redis_display(),
+            self.common.topology.display(),
             self.common.trust_display(),
             self.common.stream,
             self.retention,

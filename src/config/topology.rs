@@ -86,7 +86,8 @@ impl Topology {
         })
     }
 
-    /// For the start-up line: no password.
+    /// For the start-up line and `check`: `topology=… partitions=N min_replicas=N`, no
+    /// password, no spaces inside a value.
     pub fn display(&self) -> String {
         let join = |a: &[(String, u16)]| {
             a.iter()
@@ -98,11 +99,11 @@ impl Topology {
             RedisTopology::Single => "single".to_owned(),
             RedisTopology::Sentinel {
                 sentinels, master, ..
-            } => format!("sentinel({master} via {})", join(sentinels)),
-            RedisTopology::Cluster { nodes } => format!("cluster(via {})", join(nodes)),
+            } => format!("sentinel({master}@{})", join(sentinels)),
+            RedisTopology::Cluster { nodes } => format!("cluster({})", join(nodes)),
         };
         format!(
-            "{redis} partitions={} min_replicas={}",
+            "topology={redis} partitions={} min_replicas={}",
             self.partitions, self.min_replicas
         )
     }

@@ -36,11 +36,42 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
     if let Some(c) = &client_config {
         println!("ok: client configuration: {}", c.summary());
     }
-    println!("redis: {}", common.redis_display());
-    match Store::from_config(&common) {
-        Ok(store) => {
-            findings.extend(durability::inspect(&store).await);
-            findings.extend(durability::permissions(&store, server, client).await);
+    println!(
+        "redis: {} ({})",
+        common.redis_display(),
+        common.topology.display()
+    );
+    match Store::partitions(&common) {
+        Ok(stores) => {
+            // Where each partition lives; each node is inspected once.
+            let mut nodes = std::collections::HashSet::new();
+            for store in &stores {
+                let node = match store.placement().await {
+                    Ok(None) => "REDIS_URL".to_owned(),
+                    Ok(Some(place)) => {
+                        findings.push(Finding {
+                            level: Level::Ok,
+                            text: format!("{}: {place}", store.stream()),
+                        });
+                        place.rsplit(" at ").next().unwrap_or_default().to_owned()
+                    }
+                    Err(e) => {
+                        findings.push(Finding {
+                            level: Level::Fail,
+                            text: format!("{}: no node found: {}", store.stream(), Report(&e)),
+                        });
+                        continue;
+                    }
+                };
+                if nodes.insert(node) {
+                    findings.extend(durability::inspect(store).await);
+                    findings.extend(durability::permissions(store, server, client).await);
+                    if common.topology.min_replicas > 0 {
+                        let want = common.topology.min_replicas;
+                        findings.push(durability::replicas(store, want).await);
+                    }
+                }
+            }
         }
         Err(e) => findings.push(Finding {
             level: Level::Fail,

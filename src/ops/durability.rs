@@ -51,6 +51,27 @@ pub async fn inspect(store: &Store) -> Vec<Finding> {
     out
 }
 
+/// Whether the node has the replicas `RELAY_MIN_REPLICAS` waits for: with fewer, every
+/// webhook would be answered `503`.
+pub async fn replicas(store: &Store, want: u32) -> Finding {
+    match store.connected_replicas().await {
+        Ok(n) if n >= want => f(
+            Level::Ok,
+            format!("{n} replicas connected; RELAY_MIN_REPLICAS={want} waits for {want}"),
+        ),
+        Ok(n) => f(
+            Level::Fail,
+            format!(
+                "RELAY_MIN_REPLICAS={want} but only {n} replicas are connected: every webhook would get 503 (add replicas, or lower it)"
+            ),
+        ),
+        Err(e) => f(
+            Level::Warn,
+            format!("cannot count replicas: {}", crate::error::Report(&e)),
+        ),
+    }
+}
+
 /// Whether the Redis user may run what the roles need; a missing permission is named.
 pub async fn permissions(store: &Store, server: bool, client: bool) -> Vec<Finding> {
     let mut out = Vec::new();

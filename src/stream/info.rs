@@ -12,6 +12,15 @@ impl Store {
             .ok_or_else(|| StoreError::Protocol("INFO without redis_version".into()))
     }
 
+    /// `connected_slaves` from `INFO replication`: the replicas a `WAIT` can count on now.
+    pub async fn connected_replicas(&self) -> Result<u32, StoreError> {
+        let info: String = self.run(redis::cmd("INFO").arg("replication")).await?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("connected_slaves:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| StoreError::Protocol("INFO without connected_slaves".into()))
+    }
+
     /// `CONFIG GET name`: `Ok(None)` if the parameter is unknown; `Err(Refused)` where
     /// `CONFIG` is disabled (managed Redis).
     pub async fn config_get(&self, name: &str) -> Result<Option<String>, StoreError> {

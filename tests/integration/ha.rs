@@ -158,6 +158,20 @@ async fn sentinel_failover(stream: &str, extra: &[(&str, &str)]) -> Failover {
     sink.down().await;
     let (_server, addr) = server_process_with(&primary, stream, &vars).await;
     let _client = client_process(&primary, stream, &sink.url(), &vars);
+    // `check` reports what it sees through the sentinels.
+    let url = primary.url();
+    let mut check_vars = vars.clone();
+    check_vars.extend([
+        ("REDIS_URL", url.as_str()),
+        ("RELAY_STREAM", stream),
+        ("RELAY_API_KEYS", API_KEY),
+    ]);
+    let (_, out, err) = run_relay(&["check", "server"], &check_vars);
+    let place = format!("primary of \"mymaster\" at 127.0.0.1:{}", primary.port);
+    assert!(out.contains(&place), "{out}{err}");
+    if extra.iter().any(|(k, _)| *k == "RELAY_MIN_REPLICAS") {
+        assert!(out.contains("ok: 2 replicas connected"), "{out}");
+    }
     let load = Load::start(addr, 100);
     load.accepts(150).await;
 
@@ -359,6 +373,20 @@ async fn cluster_partitions_one_per_master_survive_a_master_failover() {
         ("RELAY_MIN_REPLICAS", "1"),
         ("RELAY_DLQ_STREAM", dlq),
     ];
+    let url = nodes[0].url();
+    let mut check_vars = vars.to_vec();
+    check_vars.extend([
+        ("REDIS_URL", url.as_str()),
+        ("RELAY_STREAM", stream),
+        ("RELAY_API_KEYS", API_KEY),
+    ]);
+    let (_, out, err) = run_relay(&["check", "server"], &check_vars);
+    for key in &keys {
+        let slot = crm_relay::config::slot_of(crm_relay::config::hash_tag(key).unwrap());
+        let master = master_of(&nodes[0], key);
+        let line = format!("ok: {key}: slot {slot} at master 127.0.0.1:{master}");
+        assert!(out.contains(&line), "{line} in {out}{err}");
+    }
     let sink = Sink::start().await;
     sink.down().await;
     let (_server, addr) = server_process_with(&nodes[0], stream, &vars).await;
@@ -405,4 +433,36 @@ async fn cluster_partitions_one_per_master_survive_a_master_failover() {
             .unwrap();
         assert!(len > 0, "{key} took no webhook");
     }
+}
+
+/// `RELAY_MIN_REPLICAS` with no replica to confirm: the webhook is on the primary but not
+/// safe, so the sender gets `503` and retries; `check` says why before anyone is surprised.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_replicas_without_replicas_answers_503_and_check_says_why() {
+    let redis = Redis::start().await;
+    let vars = [
+        ("RELAY_MIN_REPLICAS", "1"),
+        ("RELAY_REPLICA_TIMEOUT", "100ms"),
+    ];
+    let (_server, addr) = server_process_with(&redis, "ha:{alone}", &vars).await;
+    let resp = Conn::request_once(
+        addr,
+        &post("/webhook/x", &[("X-API-Key", API_KEY)], b"unsafe"),
+    )
+    .await;
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.header("retry-after"), Some("5"));
+    let url = redis.url();
+    let mut check_vars = vars.to_vec();
+    check_vars.extend([
+        ("REDIS_URL", url.as_str()),
+        ("RELAY_STREAM", "ha:{alone}"),
+        ("RELAY_API_KEYS", API_KEY),
+    ]);
+    let (code, out, _) = run_relay(&["check", "server"], &check_vars);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error: RELAY_MIN_REPLICAS=1 but only 0 replicas are connected"),
+        "{out}"
+    );
 }
