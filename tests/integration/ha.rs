@@ -20,21 +20,36 @@ const REPLICA_LINK: u64 = 24 * 1024;
 struct Sentinel {
     port: u16,
     child: Child,
+    /// `requirepass` of the sentinel, when it has one.
+    password: Option<String>,
     _dir: TempDir,
 }
 
+/// Passwords of a deployment that sets them: the data nodes', and the sentinels' own.
+#[derive(Clone, Copy)]
+struct Passwords {
+    data: &'static str,
+    sentinel: &'static str,
+}
+
 impl Sentinel {
-    fn start(primary: u16) -> Sentinel {
+    fn start(primary: u16, passwords: Option<Passwords>) -> Sentinel {
         let dir = TempDir::new("sentinel");
         let port = free_port();
         let conf = dir.0.join("sentinel.conf");
+        let auth = passwords.map_or(String::new(), |p| {
+            format!(
+                "requirepass {}\nsentinel auth-pass mymaster {}\n",
+                p.sentinel, p.data
+            )
+        });
         std::fs::write(
             &conf,
             format!(
                 "port {port}\nbind 127.0.0.1\ndir {}\n\
                  sentinel monitor mymaster 127.0.0.1 {primary} 2\n\
                  sentinel down-after-milliseconds mymaster 1000\n\
-                 sentinel failover-timeout mymaster 10000\n",
+                 sentinel failover-timeout mymaster 10000\n{auth}",
                 dir.0.display()
             ),
         )
@@ -49,13 +64,19 @@ impl Sentinel {
         Sentinel {
             port,
             child,
+            password: passwords.map(|p| p.sentinel.to_owned()),
             _dir: dir,
         }
     }
 
     /// `SENTINEL MASTER mymaster` as name → value, empty while the sentinel is not up.
     fn master(&self) -> std::collections::HashMap<String, String> {
-        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)) else {
+        let auth = self
+            .password
+            .as_ref()
+            .map_or(String::new(), |p| format!(":{p}@"));
+        let url = format!("redis://{auth}127.0.0.1:{}", self.port);
+        let Ok(client) = redis::Client::open(url) else {
             return Default::default();
         };
         let Ok(mut conn) = client.get_connection_with_timeout(Duration::from_secs(1)) else {
@@ -105,8 +126,16 @@ struct Failover {
 /// that find the primary through the sentinels; steady load; the primary's machine dies. Two
 /// replicas, so that with `RELAY_MIN_REPLICAS=1` one is left to confirm writes once the
 /// other has been promoted.
-async fn sentinel_failover(stream: &str, extra: &[(&str, &str)]) -> Failover {
-    let mut primary = Redis::start().await;
+async fn sentinel_failover(
+    stream: &str,
+    extra: &[(&str, &str)],
+    passwords: Option<Passwords>,
+) -> Failover {
+    let auth: Vec<&str> = match passwords {
+        Some(p) => vec!["--requirepass", p.data, "--masterauth", p.data],
+        None => Vec::new(),
+    };
+    let mut primary = Redis::start_with(&auth).await;
     let primary_addr = format!("127.0.0.1:{}", primary.port).parse().unwrap();
     let links = [
         SlowLink::start(primary_addr, REPLICA_LINK).await,
@@ -115,7 +144,9 @@ async fn sentinel_failover(stream: &str, extra: &[(&str, &str)]) -> Failover {
     let mut replicas = Vec::new();
     for link in &links {
         let port = link.addr.port().to_string();
-        replicas.push(Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await);
+        let mut args = vec!["--replicaof", "127.0.0.1", &port];
+        args.extend_from_slice(&auth);
+        replicas.push(Redis::start_with(&args).await);
     }
     let linked = eventually(Duration::from_secs(20), || async {
         replicas
@@ -124,7 +155,9 @@ async fn sentinel_failover(stream: &str, extra: &[(&str, &str)]) -> Failover {
     })
     .await;
     assert!(linked, "the replicas never synced");
-    let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(primary.port)).collect();
+    let sentinels: Vec<Sentinel> = (0..3)
+        .map(|_| Sentinel::start(primary.port, passwords))
+        .collect();
     let ready = eventually(Duration::from_secs(30), || async {
         sentinels.iter().all(|s| {
             let m = s.master();
@@ -150,6 +183,9 @@ async fn sentinel_failover(stream: &str, extra: &[(&str, &str)]) -> Failover {
         ("RELAY_DLQ_STREAM", dlq.as_str()),
     ];
     vars.extend_from_slice(extra);
+    if let Some(p) = passwords {
+        vars.push(("RELAY_SENTINEL_PASSWORD", p.sentinel));
+    }
     // The app is down until the failover is over: webhooks wait in the stream (read and
     // retried by the client, which must follow the failover too), as they do while an app
     // is down or a client behind. An app keeping up would have them delivered from the old
@@ -257,6 +293,7 @@ async fn sentinel_failover_with_min_replicas_loses_no_acknowledged_webhook() {
     let run = sentinel_failover(
         "ha:{sentinel}",
         &[("RELAY_MIN_REPLICAS", "1"), ("RELAY_REPLICA_TIMEOUT", "2s")],
+        None,
     )
     .await;
     eprintln!(
@@ -270,11 +307,16 @@ async fn sentinel_failover_with_min_replicas_loses_no_acknowledged_webhook() {
     );
 }
 
-/// The same failover without `RELAY_MIN_REPLICAS`: the loss it prints is what the README
-/// quotes. Nothing is asserted about it (it depends on how far the replicas lagged).
+/// The same failover without `RELAY_MIN_REPLICAS`, with passwords on the data nodes
+/// (`REDIS_URL`) and on the sentinels (`RELAY_SENTINEL_PASSWORD`): the loss it prints is what
+/// the README quotes. Nothing is asserted about it (it depends on how far replicas lagged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sentinel_failover_without_min_replicas_is_followed_and_reports_its_loss() {
-    let run = sentinel_failover("ha:{nowait}", &[]).await;
+async fn sentinel_failover_without_min_replicas_with_passwords_reports_its_loss() {
+    let passwords = Passwords {
+        data: "data-pw-7c1",
+        sentinel: "sentinel-pw-9e2",
+    };
+    let run = sentinel_failover("ha:{nowait}", &[], Some(passwords)).await;
     eprintln!(
         "sentinel failover, no RELAY_MIN_REPLICAS: {} acknowledged, {} lost, {} duplicates; \
          replica promoted {:?} after the SIGKILL, 200s again after {:?}",
