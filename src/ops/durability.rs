@@ -57,12 +57,12 @@ pub async fn replicas(store: &Store, want: u32) -> Finding {
     match store.connected_replicas().await {
         Ok(n) if n >= want => f(
             Level::Ok,
-            format!("{n} replicas connected; RELAY_MIN_REPLICAS={want} waits for {want}"),
+            format!("{n} replicas in sync; RELAY_MIN_REPLICAS={want} waits for {want}"),
         ),
         Ok(n) => f(
             Level::Fail,
             format!(
-                "RELAY_MIN_REPLICAS={want} but only {n} replicas are connected: every webhook would get 503 (add replicas, or lower it)"
+                "RELAY_MIN_REPLICAS={want} but only {n} replicas are in sync: every webhook would get 503 (add replicas, or lower it)"
             ),
         ),
         Err(e) => f(

@@ -12,13 +12,15 @@ impl Store {
             .ok_or_else(|| StoreError::Protocol("INFO without redis_version".into()))
     }
 
-    /// `connected_slaves` from `INFO replication`: the replicas a `WAIT` can count on now.
+    /// Replicas in sync (`slaveN:…,state=online,…` in `INFO replication`): those a `WAIT`
+    /// can count on now. One still loading its first copy is connected but not counted.
     pub async fn connected_replicas(&self) -> Result<u32, StoreError> {
         let info: String = self.run(redis::cmd("INFO").arg("replication")).await?;
-        info.lines()
-            .find_map(|l| l.strip_prefix("connected_slaves:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| StoreError::Protocol("INFO without connected_slaves".into()))
+        let online = info
+            .lines()
+            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .count();
+        Ok(online as u32)
     }
 
     /// `CONFIG GET name`: `Ok(None)` if the parameter is unknown; `Err(Refused)` where

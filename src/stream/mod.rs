@@ -12,6 +12,7 @@ use crate::config::{RedisTopology, Secret};
 use locate::Locator;
 
 mod acl;
+mod append;
 mod attempts;
 mod dlq;
 mod error;
@@ -49,28 +50,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 /// deadline (which grows with its bytes, so it cannot be one fixed value here).
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The backlog counted as `GroupInfo::backlog` does (lag plus pending of the slowest group;
-/// the stream length when a group's lag is unknown or there is no group), then `XADD` only
-/// below `ARGV[1]`. Returns the new id, or false at the cap.
-const APPEND_BELOW_SCRIPT: &str = r"
-local len = redis.call('XLEN', KEYS[1])
-local backlog = len
-local ok, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[1])
-if ok and #groups > 0 then
-  backlog = 0
-  for _, g in ipairs(groups) do
-    local lag, pending = len, 0
-    for i = 1, #g, 2 do
-      if g[i] == 'lag' and g[i + 1] then lag = g[i + 1]
-      elseif g[i] == 'pending' then pending = g[i + 1] end
-    end
-    if lag + pending > backlog then backlog = lag + pending end
-  end
-end
-if backlog >= tonumber(ARGV[1]) then return false end
-return redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-";
-
 /// The keys the relay uses. The hash tag in the default stream name keeps all of them in one
 /// cluster slot, as Lua scripts that touch several require.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +83,8 @@ pub struct Store {
     connecting: tokio::sync::Mutex<u64>,
     up: AtomicBool,
     link: LinkSpeed,
-    /// `RELAY_MIN_REPLICAS` and how long to wait for them, when set.
-    replicas: Option<(u32, Duration)>,
+    /// `RELAY_MIN_REPLICAS`: the replicas every append waits for, when set.
+    replication: Option<append::Replication>,
 }
 
 impl Store {
@@ -131,7 +110,7 @@ impl Store {
             connecting: tokio::sync::Mutex::new(0),
             up: AtomicBool::new(true),
             link: LinkSpeed::default(),
-            replicas: None,
+            replication: None,
         })
     }
 
@@ -155,7 +134,7 @@ impl Store {
         )?
         .with_group(&config.group);
         if t.min_replicas > 0 {
-            store.replicas = Some((t.min_replicas, t.replica_timeout));
+            store.replication = Some(append::Replication::new(t.min_replicas, t.replica_timeout));
         }
         Ok(store)
     }
@@ -211,63 +190,6 @@ impl Store {
         self.group.as_deref().unwrap_or("relay")
     }
 
-    /// Appends `record` to the stream; returns its id once Redis has it. The deadline grows
-    /// with the body: a large webhook over a slow link to Redis is stored, not answered 503
-    /// while it lands anyway.
-    pub async fn append(&self, record: &Record) -> Result<String, StoreError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.keys.stream).arg("*");
-        record.write_fields(&mut cmd);
-        match self.replicas {
-            None => self.run_sized(&cmd, record.body.len()).await,
-            Some(_) => {
-                let id: String = self.replicated(&cmd, record.body.len()).await?;
-                Ok(id)
-            }
-        }
-    }
-
-    /// Runs a write, then `WAIT` on the same connection: `Ok` only once `RELAY_MIN_REPLICAS`
-    /// replicas have it. Pipelined, so the `WAIT` follows the write on the socket and covers it.
-    async fn replicated<T: redis::FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-        bytes: usize,
-    ) -> Result<T, StoreError> {
-        let (want, timeout) = self.replicas.expect("called with RELAY_MIN_REPLICAS set");
-        let mut pipe = redis::pipe();
-        pipe.add_command(cmd.clone())
-            .cmd("WAIT")
-            .arg(want)
-            .arg(timeout.as_millis() as u64);
-        let (reply, got): (T, u32) = self.run_pipe(&pipe, bytes).await?;
-        match got >= want {
-            true => Ok(reply),
-            false => Err(StoreError::NotReplicated { want, got }),
-        }
-    }
-
-    /// Appends `record` only if the backlog (what the slowest group has not delivered; every
-    /// entry without a group) is below `cap`, counted inside Redis in the same step.
-    /// `Ok(None)` when it is not.
-    pub async fn append_below(
-        &self,
-        record: &Record,
-        cap: u64,
-    ) -> Result<Option<String>, StoreError> {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(APPEND_BELOW_SCRIPT)
-            .arg(1)
-            .arg(&self.keys.stream)
-            .arg(cap);
-        record.write_fields(&mut cmd);
-        let reply: redis::Value = match self.replicas {
-            None => self.run_sized(&cmd, record.body.len()).await?,
-            Some(_) => self.replicated(&cmd, record.body.len()).await?,
-        };
-        Ok(record::bytes(&reply).map(|b| String::from_utf8_lossy(b).into_owned()))
-    }
-
     /// `PING`, for health checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.run::<String>(&redis::cmd("PING")).await.map(drop)
@@ -302,14 +224,26 @@ impl Store {
         bytes: usize,
     ) -> Result<T, StoreError> {
         let deadline = self.link.deadline(OP_DEADLINE, bytes);
+        let (_, reply) = self.exec_on(query, bytes, deadline).await?;
+        convert(reply)
+    }
+
+    /// `exec` within `deadline`, with the reply as Redis sent it; also says which connection
+    /// (generation) ran it. Not generic: one copy of this state machine serves every command.
+    async fn exec_on(
+        &self,
+        query: Query<'_>,
+        bytes: usize,
+        deadline: Duration,
+    ) -> Result<(u64, redis::Value), StoreError> {
         let started = Instant::now();
         let attempt = async {
             let (generation, mut conn) = self.connection().await?;
             let reply = match query {
-                Query::Cmd(cmd) => cmd.query_async::<T>(&mut conn).await,
-                Query::Pipe(pipe) => pipe.query_async::<T>(&mut conn).await,
+                Query::Cmd(cmd) => cmd.query_async::<redis::Value>(&mut conn).await,
+                Query::Pipe(pipe) => pipe.query_async::<redis::Value>(&mut conn).await,
             };
-            reply.map_err(|e| (generation, e))
+            reply.map(|v| (generation, v)).map_err(|e| (generation, e))
         };
         let result = match tokio::time::timeout(deadline, attempt).await {
             Ok(Ok(v)) => {
@@ -389,6 +323,12 @@ fn connection_config(connect: Duration) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(connect))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
+}
+
+/// A reply as the type the caller expects; one that does not fit is a protocol error (the
+/// connection is fine).
+fn convert<T: redis::FromRedisValue>(reply: redis::Value) -> Result<T, StoreError> {
+    T::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
 }
 
 /// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).

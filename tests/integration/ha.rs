@@ -206,7 +206,7 @@ async fn sentinel_failover(
     let place = format!("primary of \"mymaster\" at 127.0.0.1:{}", primary.port);
     assert!(out.contains(&place), "{out}{err}");
     if extra.iter().any(|(k, _)| *k == "RELAY_MIN_REPLICAS") {
-        assert!(out.contains("ok: 2 replicas connected"), "{out}");
+        assert!(out.contains("ok: 2 replicas in sync"), "{out}");
     }
     let load = Load::start(addr, 100);
     load.accepts(150).await;
@@ -504,7 +504,44 @@ async fn min_replicas_without_replicas_answers_503_and_check_says_why() {
     let (code, out, _) = run_relay(&["check", "server"], &check_vars);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("error: RELAY_MIN_REPLICAS=1 but only 0 replicas are connected"),
+        out.contains("error: RELAY_MIN_REPLICAS=1 but only 0 replicas are in sync"),
         "{out}"
     );
+}
+
+/// Concurrent webhooks share `WAIT` rounds: each confirms every append answered before it
+/// started, instead of one `WAIT` per webhook lining them all up behind each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_webhooks_share_wait_rounds() {
+    let primary = Redis::start().await;
+    let port = primary.port.to_string();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
+    let synced = eventually(Duration::from_secs(20), || async {
+        replication(&replica, "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    assert!(synced, "the replica never connected");
+    let (_server, addr) =
+        server_process_with(&primary, "ha:{rounds}", &[("RELAY_MIN_REPLICAS", "1")]).await;
+    let mut sends = tokio::task::JoinSet::new();
+    for i in 0..200 {
+        sends.spawn(async move {
+            let body = format!("round-{i}");
+            let raw = post("/webhook/x", &[("X-API-Key", API_KEY)], body.as_bytes());
+            Conn::request_once(addr, &raw).await.status
+        });
+    }
+    let statuses = sends.join_all().await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut primary.conn())
+        .unwrap();
+    let waits: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_wait:calls="))
+        .and_then(|v| v.split(',').next()?.parse().ok())
+        .expect("WAIT was called");
+    eprintln!("200 concurrent webhooks confirmed by {waits} WAIT rounds");
+    assert!(waits < 200, "{waits} WAITs for 200 webhooks");
 }
