@@ -21,7 +21,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::http::Response;
 use crate::ops::events::{Event, status_of};
-use crate::ops::partitions::Partitions;
+use crate::ops::partitions::{Partitions, merge_newest_first};
 use crate::stream::{Store, StreamId, Summary, Trace, parse_activity};
 
 /// Streams served at once per listener; more get `503`.
@@ -47,15 +47,13 @@ struct Cursor(Vec<Option<StreamId>>);
 
 impl Cursor {
     fn parse(text: &str, partitions: usize) -> Option<Cursor> {
-        let ids = text
-            .trim()
-            .split(',')
-            .map(|id| match id {
-                "-" => Ok(None),
-                id => id.parse().map(Some),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .ok()?;
+        let mut ids = Vec::with_capacity(partitions);
+        for id in text.trim().split(',') {
+            ids.push(match id {
+                "-" => None,
+                id => Some(id.parse().ok()?),
+            });
+        }
         (ids.len() == partitions).then_some(Cursor(ids))
     }
 
@@ -225,17 +223,20 @@ async fn watch(
 /// The arrivals after `after` in every partition, oldest first; `None` when there are too
 /// many (or Redis fails): the page reloads instead.
 async fn missed(parts: &Partitions, after: &Cursor) -> Option<Vec<(usize, Summary)>> {
-    let mut all = Vec::new();
+    let mut pages = Vec::new();
     for (p, store) in parts.stores().iter().enumerate() {
-        let Some(from) = after.0[p] else { continue };
-        let page = store.page_after(from, MAX_ARRIVALS).await.ok()?;
+        let page = match after.0[p] {
+            Some(from) => store.page_after(from, MAX_ARRIVALS).await.ok()?,
+            None => Vec::new(),
+        };
         if page.len() == MAX_ARRIVALS {
             return None;
         }
-        all.extend(page.into_iter().map(|s| (p, s)));
+        // Pages come newest first.
+        pages.push(page.into_iter().map(|s| (s.stream_id(), s)).collect());
     }
-    all.sort_by_key(|(p, s)| (s.stream_id(), *p));
-    Some(all)
+    let merged = merge_newest_first(pages).into_iter().rev();
+    Some(merged.map(|(p, _, s)| (p, s)).collect())
 }
 
 /// Follows Redis for every watcher while there is one.

@@ -151,15 +151,29 @@ impl Partitions {
 }
 
 /// Merges per-partition lists, each newest first, into one newest first: `(partition, id,
-/// item)` by id, ties by partition.
+/// item)` by id, ties by partition. (A merge, not a sort: the lists are sorted already.)
 pub fn merge_newest_first<T>(lists: Vec<Vec<(StreamId, T)>>) -> Vec<(usize, StreamId, T)> {
-    let mut all: Vec<(usize, StreamId, T)> = lists
+    let total = lists.iter().map(Vec::len).sum();
+    let mut heads: Vec<_> = lists
         .into_iter()
-        .enumerate()
-        .flat_map(|(p, list)| list.into_iter().map(move |(id, t)| (p, id, t)))
+        .map(|l| l.into_iter().peekable())
         .collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    all
+    let mut out = Vec::with_capacity(total);
+    loop {
+        let mut newest: Option<(usize, StreamId)> = None;
+        for (p, head) in heads.iter_mut().enumerate() {
+            if let Some((id, _)) = head.peek()
+                && newest.is_none_or(|(_, n)| *id > n)
+            {
+                newest = Some((p, *id));
+            }
+        }
+        let Some((p, _)) = newest else {
+            return out;
+        };
+        let (id, item) = heads[p].next().expect("peeked above");
+        out.push((p, id, item));
+    }
 }
 
 #[cfg(test)]
