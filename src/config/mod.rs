@@ -310,15 +310,9 @@ fn parse_level(get: Lookup) -> Result<log::LevelFilter, ConfigError> {
 
 /// Checks the URL's shape without ever quoting it back (it may hold a password).
 fn check_redis_url(url: &str) -> Result<(), ConfigError> {
-    if !url.starts_with("redis://") && !url.starts_with("rediss://") {
-        return Err(ConfigError::new(
-            "REDIS_URL",
-            "must start with redis:// or rediss:// (TLS)",
-        ));
-    }
-    redis::Client::open(url)
+    crate::stream::url::parse(url)
         .map(drop)
-        .map_err(|_| ConfigError::new("REDIS_URL", "is not a valid redis:// or rediss:// URL"))
+        .map_err(|why| ConfigError::new("REDIS_URL", why))
 }
 
 /// Reads and checks `RELAY_CA_FILE`.

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{
-    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
-    RedisConnectionInfo, RedisError, Value,
+    AsyncConnectionConfig, Client, ConnectionAddr, ConnectionInfo, ErrorKind, RedisConnectionInfo,
+    RedisError, Value,
 };
 
 use super::StoreError;
@@ -52,8 +52,8 @@ impl Locator {
         topology: &RedisTopology,
         tag: &str,
     ) -> Result<Locator, StoreError> {
-        let invalid = |_| StoreError::Protocol("invalid REDIS_URL".into());
-        let base = url.expose().into_connection_info().map_err(invalid)?;
+        let base = super::url::parse(url.expose())
+            .map_err(|why| StoreError::Protocol(format!("REDIS_URL {why}")))?;
         let ca = ca.map(<[u8]>::to_vec);
         let kind = match topology {
             RedisTopology::Single => Kind::Direct(client_for(&base, ca.as_deref())?),

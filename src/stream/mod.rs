@@ -27,6 +27,7 @@ mod reader;
 mod record;
 pub mod relay_id;
 mod trace;
+pub mod url;
 
 pub use acl::{CLIENT as CLIENT_COMMANDS, CLIENT_ACTIVITY, SERVER as SERVER_COMMANDS};
 pub use attempts::Stored;
