@@ -1,6 +1,6 @@
 use super::*;
 use crate::config::Secret;
-use crate::stream::Keys;
+use crate::stream::{Keys, Store};
 
 fn parts() -> Partitions {
     let keys = Keys {
