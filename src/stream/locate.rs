@@ -76,20 +76,25 @@ impl Locator {
 
     /// A client for the node to use now.
     pub(super) async fn client(&self) -> Result<Client, RedisError> {
+        if let Kind::Direct(client) = &self.kind {
+            return Ok(client.clone());
+        }
+        match self.find().await? {
+            Some((host, port)) => self.node(&host, port),
+            None => Err(RedisError::from((ErrorKind::Io, "no node found"))),
+        }
+    }
+
+    /// The node Sentinel or the Cluster names now; `None` for `REDIS_URL` itself.
+    async fn find(&self) -> Result<Option<(String, u16)>, RedisError> {
         match &self.kind {
-            Kind::Direct(client) => Ok(client.clone()),
+            Kind::Direct(_) => Ok(None),
             Kind::Sentinel {
                 sentinels,
                 master,
                 password,
-            } => {
-                let (host, port) = self.ask_sentinels(sentinels, master, password).await?;
-                self.node(&host, port)
-            }
-            Kind::Cluster { nodes, slot } => {
-                let (host, port) = self.ask_cluster(nodes, *slot).await?;
-                self.node(&host, port)
-            }
+            } => Ok(Some(self.ask_sentinels(sentinels, master, password).await?)),
+            Kind::Cluster { nodes, slot } => Ok(Some(self.ask_cluster(nodes, *slot).await?)),
         }
     }
 
@@ -118,21 +123,15 @@ impl Locator {
 
     /// Where the topology says the data lives, for `check`: `None` for a single Redis.
     pub(super) async fn describe(&self) -> Result<Option<String>, RedisError> {
-        match &self.kind {
-            Kind::Direct(_) => Ok(None),
-            Kind::Sentinel {
-                sentinels,
-                master,
-                password,
-            } => {
-                let (host, port) = self.ask_sentinels(sentinels, master, password).await?;
-                Ok(Some(format!("primary of {master:?} at {host}:{port}")))
-            }
-            Kind::Cluster { nodes, slot } => {
-                let (host, port) = self.ask_cluster(nodes, *slot).await?;
-                Ok(Some(format!("slot {slot} at master {host}:{port}")))
-            }
-        }
+        let Some((host, port)) = self.find().await? else {
+            return Ok(None);
+        };
+        let what = match &self.kind {
+            Kind::Sentinel { master, .. } => format!("primary of {master:?} at"),
+            Kind::Cluster { slot, .. } => format!("slot {slot} at master"),
+            Kind::Direct(_) => "node".to_owned(),
+        };
+        Ok(Some(format!("{what} {host}:{port}")))
     }
 
     /// A client for data node `host:port`, speaking as `REDIS_URL` says.
