@@ -33,6 +33,8 @@ start() { # bin stream -> port
   pids+=($!); wait_port "$port"; echo "$port $!"
 }
 read -r pa pida < <(start "$a" bench:a); read -r pb pidb < <(start "$b" bench:b)
+# start runs in a subshell (process substitution): its pids+= is lost, so record them here.
+pids+=("$pida" "$pidb")
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 run() { # port seconds -> "rps p99_ms"
   taskset -c 1 wrk -t1 -c50 -d"$2s" --latency -H "$auth_header" -s "$root/bench/post.lua" \

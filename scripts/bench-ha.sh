@@ -88,14 +88,18 @@ measure() {
     "$(awk -v t="$rcpu" -v n="$n" -v hz="$hz" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')"
 }
 
+# redis runs in a subshell (process substitution): record its pids here for the cleanup.
 read -r single_port single_pid < <(redis single "$pin0")
+pids+=("$single_pid")
 wait_port "$single_port"
 measure single "$single_port" "$single_pid" | tee "$work/results"
 
 read -r primary_port primary_pid < <(redis primary "$pin0")
+pids+=("$primary_pid")
 wait_port "$primary_port"
 prio=""; [ "$(id -u)" -eq 0 ] && prio="nice -n -10"
-read -r replica_port _ < <(redis replica "$prio $pin1" --replicaof 127.0.0.1 "$primary_port")
+read -r replica_port replica_pid < <(redis replica "$prio $pin1" --replicaof 127.0.0.1 "$primary_port")
+pids+=("$replica_pid")
 wait_port "$replica_port"
 until redis-cli -p "$replica_port" info replication | grep -q 'master_link_status:up'; do sleep 0.1; done
 measure replica "$primary_port" "$primary_pid" | tee -a "$work/results"
