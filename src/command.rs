@@ -121,6 +121,24 @@ fn runtime() -> Result<tokio::runtime::Runtime, Fatal> {
         .map_err(Fatal::Start)
 }
 
+/// The server's runtime: multi-threaded where it has several CPUs; one thread where it has
+/// one (a small VPS, or pinned with taskset), where worker threads only add wake-ups and
+/// context switches between them.
+/// Measured with server and Redis pinned to one core (`scripts/bench-ab.sh`, two runs of 8
+/// rounds): 0.83–0.88 times the CPU per request of the multi-threaded runtime.
+fn server_runtime() -> Result<tokio::runtime::Runtime, Fatal> {
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    match one_thread(cpus) {
+        true => client_runtime(),
+        false => runtime(),
+    }
+}
+
+/// Whether a server with `cpus` CPUs available runs on one thread.
+fn one_thread(cpus: usize) -> bool {
+    cpus <= 1
+}
+
 /// The client's runtime: one thread. Its work is waiting on sockets and one dispatcher
 /// loop; across threads every delivery cost wake-ups and context switches. Measured on 2
 /// cores (100,000 stored webhooks, sink-side rate): concurrency 4 12.3k–12.9k/s against
@@ -174,7 +192,7 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
     init_logger(config.common.log_level);
     // Before any thread starts: taking the socket clears LISTEN_FDS from the environment.
     let activated = listenfd::ListenFd::from_env().take_tcp_listener(0);
-    runtime()?.block_on(async {
+    server_runtime()?.block_on(async {
         let listen = config.listen;
         log::info!(
             "crm-relay {} server starting: {}",
@@ -316,4 +334,14 @@ fn print_outcome(out: &Outcome, verb: &str) -> Result<(), Fatal> {
     let unknown = out.unknown.len() + out.ambiguous.len();
     println!("{} {verb}, {unknown} unknown", out.done.len());
     out.all_done().then_some(()).ok_or(Fatal::Reported)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_server_runs_on_one_thread_only_with_one_cpu() {
+        assert!(super::one_thread(1));
+        assert!(!super::one_thread(2));
+        assert!(!super::one_thread(64));
+    }
 }
