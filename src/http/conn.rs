@@ -252,15 +252,24 @@ impl Conn {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
                 let n = usize::try_from(n).map_err(|_| RequestError::BodyTooLarge)?;
-                // One allocation of the announced size (plus a read's worth), not a buffer
-                // that doubles its way there: memory is what the budget says it is.
-                self.buf
-                    .reserve_exact((n + READ_CHUNK).saturating_sub(self.buf.len()));
+                if self.buf.len() < n {
+                    // One allocation of the announced size (plus a read's worth), not a
+                    // buffer that doubles its way there: memory is what the budget says it
+                    // is. (A body that came with its head needs none: growing the buffer
+                    // then only copied it.)
+                    self.buf
+                        .reserve_exact((n + READ_CHUNK).saturating_sub(self.buf.len()));
+                }
                 while self.buf.len() < n {
                     self.fill_until(deadline, "body read timeout").await?;
                 }
-                let rest = self.buf.split_off(n);
-                Ok(std::mem::replace(&mut self.buf, rest))
+                match self.buf.len() == n {
+                    true => Ok(std::mem::take(&mut self.buf)),
+                    false => {
+                        let rest = self.buf.split_off(n);
+                        Ok(std::mem::replace(&mut self.buf, rest))
+                    }
+                }
             }
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::new(self.limits.head.max_body);
