@@ -72,7 +72,7 @@ impl Ingest {
         &self,
         head: &Head,
         (source, token): (Option<&str>, Option<&str>),
-        remote: &str,
+        remote: &dyn Fn() -> String,
     ) -> Admission {
         match self
             .keys
@@ -92,7 +92,8 @@ impl Ingest {
                         self.metrics.requests.inc("over_budget");
                         OVER_BUDGET.warn(|| {
                             format!(
-                                "refused {remote}: too many signed uploads being read at once (503)"
+                                "refused {}: too many signed uploads being read at once (503)",
+                                remote()
                             )
                         });
                         Admission::Refuse(
@@ -106,13 +107,14 @@ impl Ingest {
         }
     }
 
-    fn unauthenticated(&self, e: AuthError, remote: &str) -> Response {
+    /// `401`; `remote` is formatted only when the (rate-limited) warning is written.
+    fn unauthenticated(&self, e: AuthError, remote: &dyn Fn() -> String) -> Response {
         self.metrics.requests.inc("unauthenticated");
         let limit = match e {
             AuthError::MissingCredentials => &NO_KEY,
             AuthError::BadSignature | AuthError::Stale => &BAD_SIGNATURE,
         };
-        limit.warn(|| format!("refused {remote}: {} (401)", e.reason()));
+        limit.warn(|| format!("refused {}: {} (401)", remote(), e.reason()));
         Response::error(401, e.reason())
     }
 
@@ -136,7 +138,7 @@ impl Ingest {
             .auth
             .authenticate_for(source, token, &req.head.headers, &req.body, now);
         if let Err(e) = checked {
-            return self.unauthenticated(e, &remote);
+            return self.unauthenticated(e, &|| remote.clone());
         }
         // Slack checks a Request URL by sending a signed challenge it wants echoed: a
         // handshake, like Meta's GET, not a webhook.
@@ -202,7 +204,8 @@ impl http::Handler for Ingest {
     fn admit(&self, head: &Head, peer: std::net::SocketAddr) -> Admission {
         match (route(head.path()), head.method.as_str()) {
             (Route::Webhook(source, token), "POST") => {
-                let remote = forwarded::remote(peer, &head.headers, &self.trusted_proxies);
+                // The sender's address is only needed to log a refusal: formatted then.
+                let remote = || forwarded::remote(peer, &head.headers, &self.trusted_proxies);
                 self.admit_webhook(head, (source, token), &remote)
             }
             (route, method) => {
