@@ -5,6 +5,9 @@
 # Redis (AOF everysec) and the server under test share CPU 0; wrk runs on CPU 1.
 # wrk: 1 thread, 50 connections, 1 KB JSON body (bench/post.lua), 3 x 10 s after a warm-up.
 # Prints req/s, p50, p99 (medians of the runs), the ratio relay/reference and the relay's RSS.
+# Also the conventional peer of issue 15 (bench/axum-peer: axum + redis-rs, built here when
+# missing), and for the relay and the peer the server's and Redis's CPU time per webhook
+# (utime+stime from /proc/<pid>/stat over the measured runs) and peak RSS (VmHWM).
 #
 # Needs: redis-server, wrk, nginx + libnginx-mod-http-lua (installed with apt-get when missing).
 # Usage: scripts/bench-ingest.sh [RUNS] [SECONDS]
@@ -46,7 +49,7 @@ trap cleanup EXIT
 redis_port=$(free_port)
 $pin_srv redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
   --appendonly yes --appendfsync everysec --daemonize no >"$work/redis.log" 2>&1 &
-pids+=($!)
+redis_pid=$!; pids+=($redis_pid)
 wait_port "$redis_port"
 
 # The credential every request carries.
@@ -57,26 +60,39 @@ if [ "${AUTH:-key}" = meta ]; then
   auth_header="X-Hub-Signature-256: sha256=$sig"
 fi
 
-# One wrk run: prints "req_per_s p50_ms p99_ms".
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+hz=$(getconf CLK_TCK)
+# µs of CPU per request: cpu_us TICKS REQUESTS
+cpu_us() { awk -v t="$1" -v n="$2" -v hz="$hz" 'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }'; }
+
+# One wrk run: prints "req_per_s p50_ms p99_ms requests".
 wrk_run() {
   local url=$1 duration=$2
   $pin_load wrk -t1 -c"$conns" -d"${duration}s" --latency -H "$auth_header" \
     -s "$root/bench/post.lua" "$url" | awk '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) } /^Requests\/sec/ { rps = $2 }
-    /Non-2xx/ { bad = $NF }
-    END { if (bad > 0) print "warning: " bad " non-2xx answers" > "/dev/stderr"; printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+    / requests in / { n = $1 } /Non-2xx/ { bad = $NF }
+    END { if (bad > 0) print "warning: " bad " non-2xx answers" > "/dev/stderr"; printf "%.0f %.3f %.3f %d\n", rps, p50, p99, n }'
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-# Runs $runs measured rounds against $1 after a warm-up; prints "rps p50 p99" medians.
+# Runs $runs measured rounds against $1 after a warm-up; prints "rps p50 p99" medians and
+# the requests of all rounds. With SERVER_PID, also its CPU µs per request and Redis's.
 measure() {
-  local url=$1
+  local url=$1 s0=0 r0
   wrk_run "$url" 3 >/dev/null
   : >"$work/runs"
+  [ -n "${SERVER_PID:-}" ] && s0=$(ticks "$SERVER_PID")
+  r0=$(ticks "$redis_pid")
   for _ in $(seq "$runs"); do wrk_run "$url" "$secs" >>"$work/runs"; done
-  printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/runs" | median)" \
-    "$(cut -d' ' -f2 "$work/runs" | median)" "$(cut -d' ' -f3 "$work/runs" | median)"
+  local n; n=$(awk '{ n += $4 } END { print n + 0 }' "$work/runs")
+  local su=- ru
+  [ -n "${SERVER_PID:-}" ] && su=$(cpu_us $(( $(ticks "$SERVER_PID") - s0 )) "$n")
+  ru=$(cpu_us $(( $(ticks "$redis_pid") - r0 )) "$n")
+  printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 "$work/runs" | median)" \
+    "$(cut -d' ' -f2 "$work/runs" | median)" "$(cut -d' ' -f3 "$work/runs" | median)" "$su" "$ru"
 }
 
 # --- the relay ---
@@ -87,9 +103,23 @@ relay_pid=$!; pids+=($relay_pid)
 wait_port "$relay_port"
 sleep 0.5
 rss_idle=$(rss_kb "$relay_pid")
-read -r relay_rps relay_p50 relay_p99 < <(measure "http://127.0.0.1:$relay_port/webhook")
-rss_load=$(rss_kb "$relay_pid")
+read -r relay_rps relay_p50 relay_p99 relay_us relay_redis_us < <(SERVER_PID=$relay_pid measure "http://127.0.0.1:$relay_port/webhook")
+rss_load=$(rss_kb "$relay_pid"); relay_hwm=$(hwm_kb "$relay_pid")
 kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+
+# --- the conventional peer: axum (hyper) + redis-rs, the same work (bench/axum-peer) ---
+peer=$root/bench/axum-peer/target/release/axum-peer
+[ -x "$peer" ] || cargo build --release --quiet --manifest-path "$root/bench/axum-peer/Cargo.toml"
+peer_port=$(free_port)
+REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$peer_port" RELAY_API_KEYS=bench-key \
+  RELAY_STREAM=bench:peer $pin_srv "$peer" server 2>"$work/peer.log" &
+peer_pid=$!; pids+=($peer_pid)
+wait_port "$peer_port"
+sleep 0.5
+peer_idle=$(rss_kb "$peer_pid")
+read -r peer_rps peer_p50 peer_p99 peer_us peer_redis_us < <(SERVER_PID=$peer_pid measure "http://127.0.0.1:$peer_port/webhook")
+peer_hwm=$(hwm_kb "$peer_pid")
+kill "$peer_pid"; wait "$peer_pid" 2>/dev/null || true
 
 # --- the reference: nginx + Lua, one worker ---
 nginx_port=$(free_port)
@@ -98,7 +128,7 @@ sed -e "s#@DIR@#$work#g" -e "s#@HTTP_PORT@#$nginx_port#g" -e "s#@REDIS_PORT@#$re
 $pin_srv nginx -c "$work/nginx.conf" -g 'daemon off;' -e "$work/nginx-error.log" 2>>"$work/nginx-error.log" &
 pids+=($!)
 wait_port "$nginx_port"
-read -r ref_rps ref_p50 ref_p99 < <(measure "http://127.0.0.1:$nginx_port/webhook")
+read -r ref_rps ref_p50 ref_p99 _ _ < <(measure "http://127.0.0.1:$nginx_port/webhook")
 
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 
@@ -116,7 +146,7 @@ CONF
   $pin_srv nginx -c "$work/nginx-200.conf" -g 'daemon off;' -e "$work/nginx-200-error.log" 2>>"$work/nginx-200-error.log" &
   pids+=($!)
   wait_port "$ret_port"
-  read -r ret_rps ret_p50 ret_p99 < <(measure "http://127.0.0.1:$ret_port/webhook")
+  read -r ret_rps ret_p50 ret_p99 _ _ < <(measure "http://127.0.0.1:$ret_port/webhook")
   value=$(head -c 1000 /dev/zero | tr '\0' x)
   rb() { # extra args; prints requests/s
     timeout 60 $pin_load redis-benchmark -p "$redis_port" -c "$conns" -n 300000 -q "$@" \
@@ -129,7 +159,8 @@ CONF
 fi
 
 ratio=$(awk -v a="$relay_rps" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load"
+echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load $relay_hwm $relay_us $relay_redis_us"
+echo "RESULT axum_peer $peer_rps $peer_p50 $peer_p99 $peer_idle $peer_hwm $peer_us $peer_redis_us"
 echo "RESULT nginx_lua $ref_rps $ref_p50 $ref_p99"
 echo
 echo "binary: ${bin#$root/}"
@@ -137,5 +168,8 @@ echo "ingest, 1 KB POST (auth: ${AUTH:-key}), wrk -t1 -c$conns, median of $runs 
 printf '%-26s %10s %9s %9s\n' system req/s p50_ms p99_ms
 printf '%-26s %10s %9s %9s\n' "crm-relay server" "$relay_rps" "$relay_p50" "$relay_p99"
 printf '%-26s %10s %9s %9s\n' "nginx+Lua XADD (reference)" "$ref_rps" "$ref_p50" "$ref_p99"
+printf '%-26s %10s %9s %9s\n' "axum + redis-rs (peer)" "$peer_rps" "$peer_p50" "$peer_p99"
+echo "server CPU per webhook: relay ${relay_us} µs, peer ${peer_us} µs (ratio $(awk -v a="$relay_us" -v b="$peer_us" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'), target <= 0.6); Redis: ${relay_redis_us} / ${peer_redis_us} µs"
+echo "peak RSS: relay ${relay_hwm} KiB, peer ${peer_hwm} KiB"
 echo "ratio relay/reference: $ratio   (target >= 1.3)"
 echo "relay RSS: idle ${rss_idle} KiB, after load ${rss_load} KiB   (target idle <= 4096 KiB)"

@@ -9,13 +9,14 @@ runs=${1:-3}; secs=${2:-10}
 ingest=$(REFERENCES=all scripts/bench-ingest.sh "$runs" "$secs")
 delivery=$(scripts/bench-delivery.sh 100000 4 16 64)
 get() { printf '%s\n' "$1" | awk -v k="$2" '$1 == "RESULT" && $2 == k { $1 = ""; $2 = ""; print substr($0, 3) }'; }
-read -r relay_rps relay_p50 relay_p99 rss_idle rss_load < <(get "$ingest" relay)
+read -r relay_rps relay_p50 relay_p99 rss_idle rss_load relay_hwm relay_us relay_rus < <(get "$ingest" relay)
+read -r peer_rps peer_p50 peer_p99 peer_idle peer_hwm peer_us peer_rus < <(get "$ingest" axum_peer)
 read -r ref_rps ref_p50 ref_p99 < <(get "$ingest" nginx_lua)
 read -r ret_rps ret_p50 ret_p99 < <(get "$ingest" nginx_return_200)
 read -r rb_rps _ _ < <(get "$ingest" redis_benchmark_xadd)
 read -r rb16_rps _ _ < <(get "$ingest" redis_benchmark_xadd_p16)
 read -r e2e50 e2e99 send50 send99 client_idle < <(get "$delivery" latency)
-ratio() { awk -v a="$1" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+ratio() { awk -v a="$1" -v b="${2:-$ref_rps}" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 cat <<MD
 # crm-relay benchmarks
@@ -28,15 +29,18 @@ machine is shared: compare the ratios, measured in the same run, rather than abs
 
 ## Ingest (POST → XADD → 200)
 
-| system | req/s | p50 ms | p99 ms | RSS idle / after load | ratio to nginx+Lua |
-|---|---:|---:|---:|---|---:|
-| **crm-relay server** (static musl binary) | $relay_rps | $relay_p50 | $relay_p99 | $rss_idle KiB / $rss_load KiB | **$(ratio "$relay_rps")** |
-| nginx + Lua XADD (reference, \`bench/\`) | $ref_rps | $ref_p50 | $ref_p99 | — | 1.00 |
-| nginx \`return 200\`, no Redis (HTTP ceiling) | $ret_rps | $ret_p50 | $ret_p99 | — | $(ratio "$ret_rps") |
-| redis-benchmark XADD 1 KB, 50 clients (Redis ceiling) | $rb_rps | — | — | — | $(ratio "$rb_rps") |
-| redis-benchmark XADD 1 KB, pipeline 16 | $rb16_rps | — | — | — | $(ratio "$rb16_rps") |
+| system | req/s | p50 ms | p99 ms | RSS idle / peak | server CPU µs / webhook | Redis CPU µs / webhook | ratio to nginx+Lua |
+|---|---:|---:|---:|---|---:|---:|---:|
+| **crm-relay server** (static musl binary) | $relay_rps | $relay_p50 | $relay_p99 | $rss_idle KiB / $relay_hwm KiB | $relay_us | $relay_rus | **$(ratio "$relay_rps")** |
+| axum + redis-rs peer (\`bench/axum-peer\`) | $peer_rps | $peer_p50 | $peer_p99 | $peer_idle KiB / $peer_hwm KiB | $peer_us | $peer_rus | $(ratio "$peer_rps") |
+| nginx + Lua XADD (reference, \`bench/\`) | $ref_rps | $ref_p50 | $ref_p99 | — | — | — | 1.00 |
+| nginx \`return 200\`, no Redis (HTTP ceiling) | $ret_rps | $ret_p50 | $ret_p99 | — | — | — | $(ratio "$ret_rps") |
+| redis-benchmark XADD 1 KB, 50 clients (Redis ceiling) | $rb_rps | — | — | — | — | — | $(ratio "$rb_rps") |
+| redis-benchmark XADD 1 KB, pipeline 16 | $rb16_rps | — | — | — | — | — | $(ratio "$rb16_rps") |
 
-Targets: ratio ≥ 1.3, p99 ≤ 3 ms, idle RSS ≤ 4 MB.
+Against the axum peer, same run: **throughput $(ratio "$relay_rps" "$peer_rps")×** (target ≥ 1.2), **server CPU per webhook
+$(ratio "$relay_us" "$peer_us")×** (target ≤ 0.6), p99 $relay_p99 ms against $peer_p99 ms. Targets of the nginx
+reference: ratio ≥ 1.3, p99 ≤ 3 ms, idle RSS ≤ 4 MB.
 
 ## Delivery (server → Redis → client → app)
 
