@@ -52,6 +52,10 @@ $pin_srv redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save
 redis_pid=$!; pids+=($redis_pid)
 wait_port "$redis_port"
 
+# Servers start as under systemd: without this shell's SSL_CERT_FILE / SSL_CERT_DIR (a
+# directory of certificates read at start inflates idle RSS by megabytes).
+unset SSL_CERT_FILE SSL_CERT_DIR
+
 # The credential every request carries.
 auth_header="X-API-Key: bench-key"
 if [ "${AUTH:-key}" = meta ]; then

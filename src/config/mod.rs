@@ -78,6 +78,11 @@ pub struct ServerConfig {
 
 impl CommonConfig {
     pub fn load(get: Lookup) -> Result<Self, ConfigError> {
+        Self::load_with(get, true)
+    }
+
+    /// `load`, reading the system trust store only when `system_roots`.
+    fn load_with(get: Lookup, system_roots: bool) -> Result<Self, ConfigError> {
         let redis_url = var(get, "REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".into());
         check_redis_url(&redis_url)?;
         let stream = non_empty(get, "RELAY_STREAM", "relay:{webhooks}")?;
@@ -89,7 +94,9 @@ impl CommonConfig {
             dlq_stream,
             log_level: parse_level(get)?,
             ca_pem: ca_file(get)?,
-            system_roots: crate::tls::system_roots(get),
+            system_roots: system_roots
+                .then(|| crate::tls::system_roots(get))
+                .flatten(),
             group: client::non_blank(get, "RELAY_GROUP", "relay"),
         })
     }
@@ -122,13 +129,15 @@ impl CommonConfig {
 
     /// The Redis address for log lines: scheme, host, port and database, never credentials.
     pub fn redis_display(&self) -> String {
-        redact_url(self.redis_url.expose())
+        crate::stream::url::redacted(self.redis_url.expose())
     }
 }
 
 impl ServerConfig {
     pub fn load(get: Lookup) -> Result<Self, ConfigError> {
-        let common = CommonConfig::load(get)?;
+        // Its only TLS is rediss://: without, the system trust store would be parsed for nothing.
+        let rediss = var(get, "REDIS_URL").is_some_and(|u| u.starts_with("rediss://"));
+        let common = CommonConfig::load_with(get, rediss)?;
         let secrets = |name: &str| -> Vec<Secret> {
             var(get, name)
                 .map_or_else(Vec::new, |v| parse_list(&v))
@@ -326,16 +335,6 @@ fn ca_file(get: Lookup) -> Result<Option<Vec<u8>>, ConfigError> {
     crate::tls::parse_ca_pem(&pem)
         .map_err(|e| ConfigError::new("RELAY_CA_FILE", format!("{path} {e}")))?;
     Ok(Some(pem))
-}
-
-/// `redis://user:pass@host:6379/0` → `redis://host:6379/0`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "(invalid)".to_owned();
-    };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
-    format!("{scheme}://{rest}")
 }
 
 #[cfg(test)]

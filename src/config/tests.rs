@@ -124,3 +124,22 @@ fn client_errors_name_their_variable() {
         assert_eq!(err.var(), var, "{var}={bad}");
     }
 }
+
+#[test]
+fn the_server_reads_the_system_trust_store_only_for_rediss() {
+    let bundle = "/etc/ssl/certs/ca-certificates.crt";
+    if !std::path::Path::new(bundle).is_file() {
+        return; // no system store on this machine: nothing to skip
+    }
+    let plain = load(&[("RELAY_API_KEYS", "k1"), ("SSL_CERT_FILE", bundle)]).unwrap();
+    assert!(
+        plain.common.system_roots.is_none(),
+        "redis:// needs no roots"
+    );
+    let tls = [
+        ("RELAY_API_KEYS", "k1"),
+        ("SSL_CERT_FILE", bundle),
+        ("REDIS_URL", "rediss://redis.example:6380"),
+    ];
+    assert!(load(&tls).unwrap().common.system_roots.is_some());
+}

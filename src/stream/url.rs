@@ -60,6 +60,16 @@ pub fn parse(url: &str) -> Result<ConnectionInfo, &'static str> {
     Ok(info.set_redis_settings(settings))
 }
 
+/// `redis://user:pass@host:6379/0` → `redis://host:6379/0`.
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(invalid)".to_owned();
+    };
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    format!("{scheme}://{rest}")
+}
+
 /// `host`, `host:port`, `[v6]`, `[v6]:port`.
 fn host_port(s: &str) -> Result<(String, u16), &'static str> {
     let (host, port) = match s.strip_prefix('[') {
