@@ -18,11 +18,12 @@ pub fn parse(url: &str) -> Result<ConnectionInfo, &'static str> {
     if rest.contains(['?', '#']) {
         return Err("takes no query or fragment: [user:password@]host[:port][/db]");
     }
-    let (authority, db) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
+    // The user information ends at the last `@`, so a password may hold `/` or `@` unencoded.
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
     };
+    let (hostport, db) = rest.split_once('/').unwrap_or((rest, ""));
     let (host, port) = host_port(hostport)?;
     if host == "0.0.0.0" || host == "::" {
         return Err("cannot connect to a wildcard address (0.0.0.0 or ::)");
@@ -155,9 +156,10 @@ mod tests {
         assert_eq!(i.redis_settings().username(), None);
         assert_eq!(i.redis_settings().password(), Some("secret"));
         assert_eq!(tcp(&parse("redis://localhost").unwrap()).1, 6379);
-        // An unencoded @ in the password: the last @ ends the user information.
-        let i = parse("redis://:a@b@h:1").unwrap();
-        assert_eq!(i.redis_settings().password(), Some("a@b"));
+        // An unencoded @ or / in the password: the last @ ends the user information.
+        let i = parse("redis://:a@b/c@h:1/3").unwrap();
+        assert_eq!(i.redis_settings().password(), Some("a@b/c"));
+        assert_eq!(i.redis_settings().db(), 3);
     }
 
     #[test]
