@@ -12,15 +12,8 @@ root=$(pwd)
 a=$(realpath "$1"); b=$(realpath "$2"); rounds=${3:-6}; secs=${4:-5}
 command -v wrk >/dev/null || apt_install wrk
 command -v redis-server >/dev/null || apt_install redis-server
-work=$(mktemp -d); pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-auth_header="X-API-Key: bench-key"
-if [ "${AUTH:-key}" = meta ]; then
-  body=$(python3 -c 'import re,sys; print(re.search(r"\[\[(.*)\]\]", open(sys.argv[1]).read(), re.S).group(1), end="")' "$root/bench/post.lua")
-  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac bench-app-secret -r | cut -d' ' -f1)
-  auth_header="X-Hub-Signature-256: sha256=$sig"
-fi
+bench_workdir
+auth_header=$(bench_auth_header "$root")
 redis_port=$(free_port)
 taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
   --appendonly yes --appendfsync everysec >"$work/redis.log" 2>&1 &

@@ -30,10 +30,7 @@ if [ "$(nproc)" -lt 2 ]; then echo "note: 1 CPU, not pinning"; pin0=""; pin1="";
 
 cargo build --release --quiet --bin crm-relay
 bin=$root/target/release/crm-relay
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir
 
 # redis NAME PIN [ARGS...]: starts a redis-server in $work/NAME; prints its port.
 redis() {

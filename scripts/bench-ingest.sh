@@ -40,10 +40,7 @@ else
   "$root/scripts/build-static.sh" >/dev/null
   bin=$root/target/x86_64-unknown-linux-musl/release/crm-relay
 fi
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir
 
 
 redis_port=$(free_port)
@@ -57,12 +54,7 @@ wait_port "$redis_port"
 unset SSL_CERT_FILE SSL_CERT_DIR
 
 # The credential every request carries.
-auth_header="X-API-Key: bench-key"
-if [ "${AUTH:-key}" = meta ]; then
-  body=$(python3 -c 'import re,sys; print(re.search(r"\[\[(.*)\]\]", open(sys.argv[1]).read(), re.S).group(1), end="")' "$root/bench/post.lua")
-  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac bench-app-secret -r | cut -d' ' -f1)
-  auth_header="X-Hub-Signature-256: sha256=$sig"
-fi
+auth_header=$(bench_auth_header "$root")
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }

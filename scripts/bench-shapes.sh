@@ -24,10 +24,7 @@ relay=$root/target/x86_64-unknown-linux-musl/release/crm-relay
 peer=$root/bench/axum-peer/target/release/axum-peer
 [ -x "$peer" ] || cargo build --release --quiet --manifest-path "$root/bench/axum-peer/Cargo.toml"
 unset SSL_CERT_FILE SSL_CERT_DIR
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+bench_workdir
 
 redis_port=$(free_port)
 $pin0 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
@@ -35,8 +32,7 @@ $pin0 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save ''
 pids+=($!)
 wait_port "$redis_port"
 body="$work/body.json"
-python3 -c 'import re,sys; print(re.search(r"\[\[(.*)\]\]", open(sys.argv[1]).read(), re.S).group(1), end="")' \
-  "$root/bench/post.lua" >"$body"
+bench_body "$root" >"$body"
 
 # wrk CONNS URL -> "rps p50 p99"
 wrk_at() {

@@ -28,3 +28,27 @@ apt_install() {
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
+
+# The benchmarks' scratch directory ($work) and the processes they start ($pids), both
+# removed on exit. Record every background pid with pids+=(…) in the script itself: a pid
+# appended inside $(…) or <(…) is lost with that subshell.
+bench_workdir() {
+  work=$(mktemp -d)
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+}
+
+# The 1 KB JSON body of bench/post.lua (under $1, the repository root).
+bench_body() {
+  python3 -c 'import re,sys; print(re.search(r"\[\[(.*)\]\]", open(sys.argv[1]).read(), re.S).group(1), end="")' "$1/bench/post.lua"
+}
+
+# The credential each benchmark request carries: the API key, or with AUTH=meta Meta's
+# X-Hub-Signature-256 of the body (secret bench-app-secret, as the servers are started).
+bench_auth_header() {
+  if [ "${AUTH:-key}" = meta ]; then
+    echo "X-Hub-Signature-256: sha256=$(bench_body "$1" | openssl dgst -sha256 -hmac bench-app-secret -r | cut -d' ' -f1)"
+  else
+    echo "X-API-Key: bench-key"
+  fi
+}
