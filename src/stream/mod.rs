@@ -115,11 +115,6 @@ impl Store {
         })
     }
 
-    /// The store of partition 0 (the only one unless `RELAY_PARTITIONS` says otherwise).
-    pub fn from_config(config: &crate::config::CommonConfig) -> Result<Self, StoreError> {
-        Self::partition(config, 0)
-    }
-
     /// The store of partition `p` of the configured ones.
     pub fn partition(config: &crate::config::CommonConfig, p: usize) -> Result<Self, StoreError> {
         let t = &config.topology;

@@ -1,12 +1,10 @@
 //! What arrived and what became of it: `events`, `events show`, `redeliver` and `tail` as
 //! real processes against a real Redis, and the same on the admin API.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use redis::Commands;
 
-use crate::support::process::watch;
 use crate::support::sink::{Answer, Sink};
 use crate::support::*;
 
@@ -186,22 +184,8 @@ async fn tail_follows_arrivals_and_outcomes_as_json_lines() {
         _ => Answer::Status(204),
     });
     let client = RelayClient::start(client_config(&redis.url(), "ev:t", &sink.url(), &[]));
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
-        .args(["tail", "--json"])
-        .env_clear()
-        .env("REDIS_URL", redis.url())
-        .env("RELAY_STREAM", "ev:t")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tail starts");
-    let mut err = watch(tail.stderr.take().unwrap(), "tail-err");
-    let mut out = watch(tail.stdout.take().unwrap(), "tail-out");
-    assert!(
-        err.until(WAIT, |l| l.starts_with("following ev:t"))
-            .await
-            .is_some()
-    );
+    let url = redis.url();
+    let (mut tail, mut out) = tail_process(&[("REDIS_URL", &url), ("RELAY_STREAM", "ev:t")]).await;
     let good = store(&relay, "wa", b"good").await;
     let bad = store(&relay, "wa", b"bad").await;
     let line = |want: &'static str, id: String| {

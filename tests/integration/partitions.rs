@@ -4,11 +4,9 @@
 //! `<p>/<id>`, and a plain id that two partitions hold is refused as ambiguous.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-use crate::support::process::watch;
 use crate::support::sink::{Answer, Sink};
 use crate::support::*;
 
@@ -233,21 +231,7 @@ async fn every_view_sees_every_partition() {
     assert_eq!(code, 0, "{err}");
 
     // tail follows every partition.
-    let mut tail = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
-        .args(["tail", "--json"])
-        .env_clear()
-        .envs(vars.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("tail starts");
-    let mut err = watch(tail.stderr.take().unwrap(), "tail-err");
-    let mut out = watch(tail.stdout.take().unwrap(), "tail-out");
-    assert!(
-        err.until(WAIT, |l| l.starts_with("following "))
-            .await
-            .is_some()
-    );
+    let (mut tail, mut out) = tail_process(&vars).await;
     for i in 0..3 {
         let body = format!("tail-{i}");
         let raw = post("/webhook/pt", &[("X-API-Key", API_KEY)], body.as_bytes());

@@ -798,3 +798,23 @@ pub fn client_process(redis: &Redis, stream: &str, target: &str, extra: &[(&str,
         .expect("spawn client");
     Proc::watched(child, "client")
 }
+
+/// `crm-relay tail --json` with only `vars`, once it says it is following: the process, and
+/// its stdout lines.
+pub async fn tail_process(vars: &[(&str, &str)]) -> (Child, process::Lines) {
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+        .args(["tail", "--json"])
+        .env_clear()
+        .envs(vars.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tail starts");
+    let mut err = process::watch(tail.stderr.take().expect("piped"), "tail-err");
+    let out = process::watch(tail.stdout.take().expect("piped"), "tail-out");
+    let following = err
+        .until(Duration::from_secs(15), |l| l.starts_with("following "))
+        .await;
+    assert!(following.is_some(), "tail never said it follows");
+    (tail, out)
+}
