@@ -121,8 +121,8 @@ impl Store {
     /// `RELAY_MIN_REPLICAS`, the replicas). The deadline grows with the body: a large webhook
     /// over a slow link to Redis is stored, not answered 503 while it lands anyway.
     pub async fn append(&self, record: &Record) -> Result<String, StoreError> {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(&self.keys.stream).arg("*");
+        let mut cmd = record.command(3, self.keys.stream.len());
+        cmd.arg("XADD").arg(&self.keys.stream).arg("*");
         record.write_fields(&mut cmd);
         super::convert(self.write(&cmd, record.body.len()).await?)
     }
@@ -135,8 +135,9 @@ impl Store {
         record: &Record,
         cap: u64,
     ) -> Result<Option<String>, StoreError> {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(APPEND_BELOW_SCRIPT)
+        let mut cmd = record.command(5, APPEND_BELOW_SCRIPT.len() + self.keys.stream.len());
+        cmd.arg("EVAL")
+            .arg(APPEND_BELOW_SCRIPT)
             .arg(1)
             .arg(&self.keys.stream)
             .arg(cap);

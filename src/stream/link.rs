@@ -25,6 +25,11 @@ impl Default for LinkSpeed {
     }
 }
 
+/// Whether a call of `bytes` says something about the link (is worth timing).
+pub fn significant(bytes: usize) -> bool {
+    bytes >= SIGNIFICANT
+}
+
 impl LinkSpeed {
     /// The deadline of a call carrying about `bytes` bytes: `base` plus their transfer time.
     pub fn deadline(&self, base: Duration, bytes: usize) -> Duration {
@@ -45,7 +50,7 @@ impl LinkSpeed {
 
     /// A call of `bytes` completed in `took`.
     pub fn observe(&self, bytes: usize, took: Duration) {
-        if bytes < SIGNIFICANT || took.is_zero() {
+        if !significant(bytes) || took.is_zero() {
             return;
         }
         let seen = (bytes as f64 / took.as_secs_f64() / 2.0) as u64;

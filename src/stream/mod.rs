@@ -47,9 +47,6 @@ pub use trace::{State, Trace, parse_activity};
 pub const OP_DEADLINE: Duration = Duration::from_millis(1800);
 /// Connect timeout (the redis crate default of 0.2x is none at all).
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
-/// The connection's own response timeout: only a backstop, every call carries its own
-/// deadline (which grows with its bytes, so it cannot be one fixed value here).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The keys the relay uses. The hash tag in the default stream name keeps all of them in one
 /// cluster slot, as Lua scripts that touch several require.
@@ -232,7 +229,8 @@ impl Store {
         bytes: usize,
         deadline: Duration,
     ) -> Result<(u64, redis::Value), StoreError> {
-        let started = Instant::now();
+        // Only calls large enough to say something about the link are timed.
+        let started = link::significant(bytes).then(Instant::now);
         let attempt = async {
             let (generation, mut conn) = self.connection().await?;
             let reply = match query {
@@ -243,7 +241,9 @@ impl Store {
         };
         let result = match tokio::time::timeout(deadline, attempt).await {
             Ok(Ok(v)) => {
-                self.link.observe(bytes, started.elapsed());
+                if let Some(started) = started {
+                    self.link.observe(bytes, started.elapsed());
+                }
                 Ok(v)
             }
             Ok(Err((generation, e))) => Err(self.classify(generation, e, deadline)),
@@ -312,13 +312,14 @@ impl Store {
     }
 }
 
-/// Connection settings: an explicit connect timeout, and a response timeout that is only a
-/// backstop (each call has its own deadline). See PITFALLS: the crate's defaults differ
-/// between versions.
+/// Connection settings: an explicit connect timeout, and explicitly no response timeout of
+/// the crate's own (its defaults differ between versions, see PITFALLS). Every call on these
+/// connections runs inside a deadline of ours that grows with its bytes (`exec_on`, the
+/// reader, `locate`); a crate timer on top would be a second timer armed for every command.
 fn connection_config(connect: Duration) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(connect))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_response_timeout(None)
 }
 
 /// A reply as the type the caller expects; one that does not fit is a protocol error (the

@@ -33,20 +33,37 @@ pub struct Record {
 
 impl Record {
     /// The `headers` field: a JSON array of `[name, value]` pairs; a value that is not UTF-8
-    /// is an array of its bytes.
-    pub fn headers_json(&self) -> String {
-        let pairs: Vec<serde_json::Value> = self
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    FieldValue::Text(t) => serde_json::Value::from(t.as_str()),
-                    FieldValue::Bytes(b) => serde_json::Value::from(b.clone()),
-                };
-                serde_json::json!([name, value])
-            })
-            .collect();
-        serde_json::Value::Array(pairs).to_string()
+    /// is an array of its bytes. Escaped as serde_json escapes, written in runs (one copy
+    /// per header part rather than one per JSON token: this is on every webhook's path).
+    pub fn headers_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.headers_len() + 2);
+        out.push(b'[');
+        for (i, (name, value)) in self.headers.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            json_str(&mut out, name);
+            out.push(b',');
+            match value {
+                FieldValue::Text(t) => json_str(&mut out, t),
+                FieldValue::Bytes(b) => {
+                    let list: Vec<String> = b.iter().map(u8::to_string).collect();
+                    out.push(b'[');
+                    out.extend_from_slice(list.join(",").as_bytes());
+                    out.push(b']');
+                }
+            }
+            out.push(b']');
+        }
+        out.push(b']');
+        out
+    }
+
+    /// About the length of `headers_json` (exact when nothing needs escaping).
+    fn headers_len(&self) -> usize {
+        let pair = |(n, v): &(String, FieldValue)| n.len() + v.as_bytes().len() + 8;
+        self.headers.iter().map(pair).sum()
     }
 
     /// The format version this record needs.
@@ -55,6 +72,14 @@ impl Record {
             true => RECORD_VERSION_BYTES,
             false => RECORD_VERSION,
         }
+    }
+
+    /// A command sized to hold `args` arguments of `bytes` bytes besides this record's
+    /// fields: sized once, not grown while the body is copied in.
+    pub fn command(&self, args: usize, bytes: usize) -> redis::Cmd {
+        let fields = self.method.len() + self.path.len() + self.source.len() + self.remote.len();
+        let known = 64 + self.relay_id.len() + fields + self.headers_len() + self.body.len();
+        redis::Cmd::with_capacity(args + 18, bytes + known)
     }
 
     /// Appends the record's field/value pairs to an `XADD`.
@@ -75,7 +100,7 @@ impl Record {
             cmd.arg("origin_id").arg(&self.relay_id);
         }
         cmd.arg("headers")
-            .arg(self.headers_json())
+            .arg(&self.headers_json()[..])
             .arg("body")
             .arg(&self.body[..]);
     }
@@ -119,6 +144,44 @@ impl Record {
             relay_id: text("origin_id")?,
         })
     }
+}
+
+/// `s` as a JSON string, escaped exactly as serde_json escapes it (`"`, `\\`, and the
+/// control characters), the runs between escapes copied whole.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0x08 => b'b',
+            0x0c => b'f',
+            0x00..=0x1f => 0,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
+        match short {
+            0 => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]),
+            c => out.extend_from_slice(&[b'\\', c]),
+        }
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
 }
 
 /// The `headers` field back into fields: `[name, "text"]` or `[name, [bytes…]]` pairs.
@@ -247,94 +310,5 @@ pub(crate) fn bytes(v: &Value) -> Option<&[u8]> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bulk(s: &[u8]) -> Value {
-        Value::BulkString(s.to_vec())
-    }
-
-    #[test]
-    fn entries_decode_including_deleted_payloads() {
-        let reply = Value::Array(vec![
-            Value::Array(vec![
-                bulk(b"1-0"),
-                Value::Array(vec![
-                    bulk(b"v"),
-                    bulk(b"1"),
-                    bulk(b"body"),
-                    bulk(b"\xff\x00"),
-                ]),
-            ]),
-            Value::Array(vec![bulk(b"2-0"), Value::Nil]),
-        ]);
-        let entries = parse_entries(&reply).unwrap();
-        assert_eq!(entries[0].id, "1-0");
-        assert_eq!(entries[0].field("body"), Some(&b"\xff\x00"[..]));
-        assert_eq!(entries[1].fields, None);
-        assert_eq!(parse_entries(&Value::Nil).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn records_round_trip_through_fields() {
-        let rec = Record {
-            received_at: 17,
-            method: "POST".into(),
-            path: "/webhook/x?y".into(),
-            source: "x".into(),
-            remote: "1.2.3.4:5".into(),
-            headers: vec![
-                ("A".into(), "1".into()),
-                ("a".into(), "2".into()),
-                ("X-Latin1".into(), FieldValue::Bytes(b"Caf\xe9".to_vec())),
-            ],
-            body: b"\x00body".to_vec(),
-            relay_id: "01ARYZ6S41TSV4RRFFQ69G5FAV".into(),
-        };
-        let mut cmd = redis::cmd("XADD");
-        rec.write_fields(&mut cmd);
-        let args: Vec<Vec<u8>> = cmd
-            .args_iter()
-            .skip(1) // the command name
-            .map(|a| match a {
-                redis::Arg::Simple(b) => b.to_vec(),
-                _ => vec![],
-            })
-            .collect();
-        let fields: Vec<(String, Vec<u8>)> = args
-            .chunks(2)
-            .map(|p| (String::from_utf8(p[0].clone()).unwrap(), p[1].clone()))
-            .collect();
-        assert_eq!(Record::from_fields(&fields).unwrap(), rec);
-    }
-
-    #[test]
-    fn relay_id_prefers_origin_id() {
-        let e = Entry {
-            id: "5-0".into(),
-            fields: Some(vec![("origin_id".into(), b"1-0".to_vec())]),
-        };
-        assert_eq!(e.relay_id(), "1-0");
-        let e = Entry {
-            id: "5-0".into(),
-            fields: Some(vec![]),
-        };
-        assert_eq!(e.relay_id(), "5-0");
-    }
-
-    #[test]
-    fn bad_records_are_errors() {
-        assert!(Record::from_fields(&[]).is_err());
-        let f = |v: &[u8], h: &[u8]| {
-            vec![
-                ("v".to_owned(), v.to_vec()),
-                ("method".to_owned(), b"POST".to_vec()),
-                ("headers".to_owned(), h.to_vec()),
-            ]
-        };
-        assert!(Record::from_fields(&f(b"3", b"[]")).is_err());
-        assert!(Record::from_fields(&f(b"2", br#"[["X",{"a":1}]]"#)).is_err());
-        assert!(Record::from_fields(&f(b"1", b"{")).is_err());
-        assert!(Record::from_fields(&f(b"1", b"[]")).is_ok());
-    }
-}
+#[path = "record_tests.rs"]
+mod tests;
