@@ -151,11 +151,24 @@ fn one_thread_runtime() -> Result<tokio::runtime::Runtime, Fatal> {
         .map_err(Fatal::Start)
 }
 
+/// Connections the kernel queues before we accept them (capped by `net.core.somaxconn`).
+/// tokio's default of 1024 reset part of a burst of 1000 uploads in a test (the accept queue
+/// overflowed, and a connection completed by a SYN cookie met a full queue): a sender's
+/// retry storm looks the same.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Fatal> {
-    let listener =
-        TcpListener::bind(addr)
-            .await
-            .map_err(|error| Fatal::Bind { what, addr, error })?;
+    let listen = || {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        // As TcpListener::bind does: a restarted server binds while old connections linger.
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    let listener = listen().map_err(|error| Fatal::Bind { what, addr, error })?;
     // The address actually bound (port 0 picks one): tests and scripts read it here.
     let bound = listener.local_addr().map_or(addr, |a| a);
     log::info!("listening on {bound} ({what})");
