@@ -130,10 +130,11 @@ impl Conn {
         let head = self.read_head().await?;
         let started = Instant::now();
         // Every body is admitted from its head before a byte of it is read.
-        let reserved = match head.framing {
-            Framing::None => None,
+        let (reserved, vouched) = match head.framing {
+            Framing::None => (None, false),
             _ => match handler.admit(&head, self.remote) {
-                Admission::Read(reserved) => reserved,
+                Admission::Read(reserved) => (reserved, false),
+                Admission::Vouched => (None, true),
                 Admission::Refuse(refusal) => return Err(Stop::Refused(refusal.closing())),
             },
         };
@@ -156,6 +157,7 @@ impl Conn {
             body,
             remote: self.remote,
             started,
+            vouched,
         };
         let mut resp = handler.handle(request).await;
         drop(reserved);

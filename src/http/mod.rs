@@ -24,7 +24,7 @@ pub use chunked::ChunkedDecoder;
 pub use error::RequestError;
 pub use fields::{FieldValue, Fields, header_values};
 pub use request::{Framing, Head, HeadLimits, Version, parse_head};
-pub use response::Response;
+pub use response::{Response, decimal};
 
 use crate::shutdown::Shutdown;
 
@@ -36,6 +36,8 @@ pub struct Request {
     pub remote: SocketAddr,
     /// When the head was complete: reading the body is part of serving the request.
     pub started: std::time::Instant,
+    /// `admit` found the sender's credentials complete in the head (`Admission::Vouched`).
+    pub vouched: bool,
 }
 
 /// What a handler decides from a head, before any byte of the body is read.
@@ -43,6 +45,8 @@ pub struct Request {
 pub enum Admission {
     /// Read the body; hold the reservation (if any) until the request is answered.
     Read(Option<Reserved>),
+    /// Read the body: the head alone proved who sent it, `handle` need not check again.
+    Vouched,
     /// Answer this at once: the body is drained and discarded, never buffered.
     Refuse(Response),
 }

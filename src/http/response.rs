@@ -1,6 +1,8 @@
 //! Responses: a status, a few headers, a body (or a stream of chunks), and their HTTP/1.1
 //! wire form.
 
+use std::borrow::Cow;
+
 use tokio::sync::mpsc;
 
 /// A response to one request.
@@ -8,7 +10,7 @@ use tokio::sync::mpsc;
 pub struct Response {
     pub status: u16,
     /// Extra header fields; `Content-Length` and `Connection` are written by `encode`.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, Cow<'static, str>)>,
     pub body: Vec<u8>,
     /// Close the connection after this response.
     pub close: bool,
@@ -22,7 +24,7 @@ impl Response {
     pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Self {
         Response {
             status,
-            headers: vec![("Content-Type", "application/json".to_owned())],
+            headers: vec![("Content-Type", "application/json".into())],
             body: body.into(),
             close: false,
             stream: None,
@@ -33,7 +35,7 @@ impl Response {
     pub fn streaming(content_type: &str, chunks: mpsc::Receiver<Vec<u8>>) -> Self {
         Response {
             status: 200,
-            headers: vec![("Content-Type", content_type.to_owned())],
+            headers: vec![("Content-Type", content_type.to_owned().into())],
             body: Vec::new(),
             close: true,
             stream: Some(chunks),
@@ -45,8 +47,8 @@ impl Response {
         Response {
             status,
             headers: vec![
-                ("Content-Type", "text/plain; charset=utf-8".to_owned()),
-                ("X-Content-Type-Options", "nosniff".to_owned()),
+                ("Content-Type", "text/plain; charset=utf-8".into()),
+                ("X-Content-Type-Options", "nosniff".into()),
             ],
             body: body.into(),
             close: false,
@@ -66,7 +68,7 @@ impl Response {
     }
 
     /// Adds a header field.
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
         self.headers.push((name, value.into()));
         self
     }
@@ -81,7 +83,7 @@ impl Response {
     /// `Content-Length` still announces it.
     pub fn encode(&self, head_only: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        decimal(self.status.into(), out);
         out.push(b' ');
         out.extend_from_slice(reason(self.status).as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -95,7 +97,7 @@ impl Response {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         } else {
             out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(self.body.len().to_string().as_bytes());
+            decimal(self.body.len() as u64, out);
             out.extend_from_slice(b"\r\n");
         }
         if self.close {
@@ -116,6 +118,22 @@ pub fn chunk(data: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
+}
+
+/// `n` in decimal, without going through `fmt` (this is on every answer's path).
+pub fn decimal(n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The reason phrase for the statuses this server sends.
@@ -154,6 +172,15 @@ mod tests {
     }
 
     #[test]
+    fn decimals_as_fmt_writes_them() {
+        for n in [0, 7, 10, 99, 100, 65535, 1 << 40, u64::MAX] {
+            let mut out = b"x".to_vec();
+            decimal(n, &mut out);
+            assert_eq!(out, format!("x{n}").as_bytes());
+        }
+    }
+
+    #[test]
     fn streams_are_chunked_and_close() {
         let (_tx, rx) = mpsc::channel(1);
         let mut out = Vec::new();
@@ -181,6 +208,6 @@ mod tests {
         let r = Response::method_not_allowed("GET, HEAD");
         assert_eq!(r.status, 405);
         assert_eq!(r.body, br#"{"error":"method not allowed"}"#);
-        assert!(r.headers.contains(&("Allow", "GET, HEAD".to_owned())));
+        assert!(r.headers.contains(&("Allow", "GET, HEAD".into())));
     }
 }

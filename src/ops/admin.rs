@@ -131,7 +131,7 @@ impl Admin {
         };
         redis_gauges(&self.parts, role, &mut out).await;
         let mut resp = Response::text(200, out);
-        resp.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".to_owned();
+        resp.headers[0].1 = "text/plain; version=0.0.4; charset=utf-8".into();
         resp
     }
 

@@ -33,7 +33,7 @@ pub fn page(role: &'static str) -> Response {
         _ => CLIENT.get_or_init(|| build("client")),
     };
     let mut resp = Response::text(200, page.html.clone());
-    resp.headers[0].1 = "text/html; charset=utf-8".to_owned();
+    resp.headers[0].1 = "text/html; charset=utf-8".into();
     resp.with_header("Content-Security-Policy", page.csp.clone())
         .with_header("Cache-Control", "no-store")
         .with_header("X-Frame-Options", "DENY")

@@ -115,6 +115,8 @@ impl Authenticator {
     }
 
     /// `authenticate` for a webhook to `/webhook/<source>[/<url_token>]`, at `now` (Unix s).
+    /// `key_checked`: `precheck_for` found a valid API key in these headers moments ago (a
+    /// signature, if any, is still verified; the key is not digested a second time).
     pub fn authenticate_for(
         &self,
         source: Option<&str>,
@@ -122,12 +124,14 @@ impl Authenticator {
         headers: &[(String, FieldValue)],
         body: &[u8],
         now: u64,
+        key_checked: bool,
     ) -> Result<Credential, AuthError> {
         match (source.and_then(|s| self.sources.get(s)), url_token) {
             (Some(own), _) => own
                 .verify(headers, body, url_token, now)
                 .map(|()| Credential::Signature),
             (None, Some(_)) => Err(AuthError::MissingCredentials),
+            (None, None) if key_checked && !has_signature(headers) => Ok(Credential::ApiKey),
             (None, None) => self.authenticate(headers, body),
         }
     }
@@ -215,6 +219,10 @@ impl Authenticator {
             Err(AuthError::MissingCredentials)
         }
     }
+}
+
+fn has_signature(headers: &[(String, FieldValue)]) -> bool {
+    header_values(headers, SIGNATURE_HEADER).next().is_some()
 }
 
 fn digest(s: &str) -> [u8; 32] {

@@ -117,6 +117,22 @@ fn a_wrong_signature_fails_even_with_a_valid_key() {
     );
     let unkeyed = h(&[("X-Hub-Signature-256", "sha256=00")]);
     assert_eq!(auth.precheck(&unkeyed), Ok(Admit::VerifyBody));
+    // After precheck admitted the key, the signature is still verified with the body.
+    assert_eq!(
+        auth.authenticate_for(None, None, &headers, b"x", 0, true),
+        Err(AuthError::BadSignature)
+    );
+    let keyed = h(&[("X-API-Key", "k1")]);
+    assert_eq!(
+        auth.authenticate_for(None, None, &keyed, b"x", 0, true),
+        Ok(Credential::ApiKey)
+    );
+    let wrong = h(&[("X-API-Key", "k2")]);
+    assert_eq!(
+        auth.authenticate_for(None, None, &wrong, b"x", 0, false),
+        Err(AuthError::MissingCredentials),
+        "not vouched for: checked"
+    );
 }
 
 #[test]

@@ -80,7 +80,7 @@ impl Ingest {
             .auth
             .precheck_for(source, token, &head.headers)
         {
-            Ok(Admit::Key) => Admission::Read(None),
+            Ok(Admit::Key) => Admission::Vouched,
             Ok(Admit::VerifyBody) => {
                 let bytes = match head.framing {
                     Framing::Length(n) => n,
@@ -134,9 +134,14 @@ impl Ingest {
         let remote = forwarded::remote(req.remote, &req.head.headers, &self.trusted_proxies);
         let keys = self.keys.current();
         let now = crate::clock::unix_ms() / 1000;
-        let checked = keys
-            .auth
-            .authenticate_for(source, token, &req.head.headers, &req.body, now);
+        let checked = keys.auth.authenticate_for(
+            source,
+            token,
+            &req.head.headers,
+            &req.body,
+            now,
+            req.vouched,
+        );
         if let Err(e) = checked {
             return self.unauthenticated(e, &|| remote.clone());
         }
@@ -181,10 +186,17 @@ impl Ingest {
                 self.metrics.requests.inc("stored");
                 self.metrics.stored_by_source.inc(&record.source);
                 // Both ids are ASCII letters, digits and `-`: nothing to escape.
-                Response::json(
-                    200,
-                    format!(r#"{{"id":"{id}","relay_id":"{}"}}"#, record.relay_id),
-                )
+                let mut body = String::with_capacity(32 + id.len() + record.relay_id.len());
+                for part in [
+                    r#"{"id":""#,
+                    &id,
+                    r#"","relay_id":""#,
+                    &record.relay_id,
+                    r#""}"#,
+                ] {
+                    body.push_str(part);
+                }
+                Response::json(200, body)
             }
             Ok(None) => {
                 self.metrics.requests.inc("backlog_full");
