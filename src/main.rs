@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use crm_relay::command;
 
+#[cfg(any(test, all(target_env = "musl", target_arch = "x86_64")))]
+mod small_copy;
+
 /// See Cargo.toml: musl's own allocator costs a fifth of the ingest throughput.
 #[cfg(target_env = "musl")]
 #[global_allocator]
