@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
-use tokio::net::TcpListener;
-
 use crate::cli::{self, Command, DlqCommand, HELP};
 use crate::client::Client;
 use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig, envfile};
@@ -21,6 +19,8 @@ use crate::ops::run;
 use crate::server::{Reload, Server};
 use crate::shutdown::{self, Shutdown};
 use crate::stream::Store;
+
+mod listen;
 
 /// Runs the command line `args` (without the program name).
 pub fn main(args: &[String]) -> Result<(), Fatal> {
@@ -151,48 +151,10 @@ fn one_thread_runtime() -> Result<tokio::runtime::Runtime, Fatal> {
         .map_err(Fatal::Start)
 }
 
-/// Connections the kernel queues before we accept them (capped by `net.core.somaxconn`).
-/// tokio's default of 1024 reset part of a burst of 1000 uploads in a test (the accept queue
-/// overflowed, and a connection completed by a SYN cookie met a full queue): a sender's
-/// retry storm looks the same.
-const LISTEN_BACKLOG: u32 = 4096;
-
-async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, Fatal> {
-    let listen = || {
-        let socket = match addr {
-            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        // As TcpListener::bind does: a restarted server binds while old connections linger.
-        socket.set_reuseaddr(true)?;
-        socket.bind(addr)?;
-        socket.listen(LISTEN_BACKLOG)
-    };
-    let listener = listen().map_err(|error| Fatal::Bind { what, addr, error })?;
-    // The address actually bound (port 0 picks one): tests and scripts read it here.
-    let bound = listener.local_addr().map_or(addr, |a| a);
-    log::info!("listening on {bound} ({what})");
-    Ok(listener)
-}
-
-/// The listening socket systemd passed (socket activation): it stays open across restarts,
-/// so connections arriving while the server restarts wait in its queue instead of being
-/// refused.
-fn adopt(socket: std::net::TcpListener, configured: SocketAddr) -> Result<TcpListener, Fatal> {
-    socket.set_nonblocking(true).map_err(Fatal::Start)?;
-    let listener = TcpListener::from_std(socket).map_err(Fatal::Start)?;
-    let addr = listener.local_addr().map_err(Fatal::Start)?;
-    log::info!("listening on {addr} (RELAY_LISTEN, socket passed by systemd)");
-    if addr != configured {
-        log::info!("RELAY_LISTEN={configured} is not used: the passed socket decides");
-    }
-    Ok(listener)
-}
-
 /// Starts the admin listener, if the role has one.
 async fn serve_admin(admin: Option<(SocketAddr, Admin)>, shutdown: &Shutdown) -> Result<(), Fatal> {
     if let Some((addr, admin)) = admin {
-        let listener = bind("RELAY_ADMIN_LISTEN", addr).await?;
+        let listener = listen::bind("RELAY_ADMIN_LISTEN", addr)?;
         let limits = Limits::new(64 * 1024, 64);
         let admin = std::sync::Arc::new(admin);
         tokio::spawn(http::serve(listener, admin, limits, shutdown.clone()));
@@ -217,8 +179,8 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
         let hangups = shutdown::hangups().map_err(Fatal::Start)?;
         let listener = match activated {
-            Ok(Some(socket)) => adopt(socket, listen)?,
-            Ok(None) => bind("RELAY_LISTEN", listen).await?,
+            Ok(Some(socket)) => listen::adopt(socket, listen)?,
+            Ok(None) => listen::bind("RELAY_LISTEN", listen)?,
             Err(e) => return Err(Fatal::Start(e)),
         };
         serve_admin(server.admin(), &shutdown).await?;
