@@ -121,7 +121,7 @@ impl Store {
     /// `RELAY_MIN_REPLICAS`, the replicas). The deadline grows with the body: a large webhook
     /// over a slow link to Redis is stored, not answered 503 while it lands anyway.
     pub async fn append(&self, record: &Record) -> Result<String, StoreError> {
-        let mut cmd = record.command(3, self.keys.stream.len());
+        let mut cmd = record.command(3, "XADD*".len() + self.keys.stream.len());
         cmd.arg("XADD").arg(&self.keys.stream).arg("*");
         record.write_fields(&mut cmd);
         super::convert(self.write(&cmd, record.body.len()).await?)
@@ -135,7 +135,9 @@ impl Store {
         record: &Record,
         cap: u64,
     ) -> Result<Option<String>, StoreError> {
-        let mut cmd = record.command(5, APPEND_BELOW_SCRIPT.len() + self.keys.stream.len());
+        // EVAL <script> 1 <stream> <cap: at most 20 digits>
+        let script = "EVAL".len() + APPEND_BELOW_SCRIPT.len() + "1".len() + 20;
+        let mut cmd = record.command(5, script + self.keys.stream.len());
         cmd.arg("EVAL")
             .arg(APPEND_BELOW_SCRIPT)
             .arg(1)

@@ -1,7 +1,9 @@
 //! The stored record: its field names, how it is written, and how entries read back from
 //! Redis are decoded. The one place that knows the record's wire format.
 
-use redis::Value;
+use std::io::{self, Write};
+
+use redis::{RedisWrite, Value};
 
 use crate::http::{FieldValue, Fields};
 
@@ -35,28 +37,31 @@ impl Record {
     /// The `headers` field: a JSON array of `[name, value]` pairs; a value that is not UTF-8
     /// is an array of its bytes. Escaped as serde_json escapes, written in runs (one copy
     /// per header part rather than one per JSON token: this is on every webhook's path).
-    pub fn headers_json(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.headers_len() + 2);
-        out.push(b'[');
+    pub fn write_headers_json(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(b"[")?;
         for (i, (name, value)) in self.headers.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.push(b'[');
-            json_str(&mut out, name);
-            out.push(b',');
+            out.write_all(if i > 0 { b",[" } else { b"[" })?;
+            json_str(out, name)?;
+            out.write_all(b",")?;
             match value {
-                FieldValue::Text(t) => json_str(&mut out, t),
+                FieldValue::Text(t) => json_str(out, t)?,
                 FieldValue::Bytes(b) => {
                     let list: Vec<String> = b.iter().map(u8::to_string).collect();
-                    out.push(b'[');
-                    out.extend_from_slice(list.join(",").as_bytes());
-                    out.push(b']');
+                    out.write_all(b"[")?;
+                    out.write_all(list.join(",").as_bytes())?;
+                    out.write_all(b"]")?;
                 }
             }
-            out.push(b']');
+            out.write_all(b"]")?;
         }
-        out.push(b']');
+        out.write_all(b"]")
+    }
+
+    /// `write_headers_json` into a buffer of its own.
+    #[cfg(test)]
+    pub fn headers_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.headers_len() + 2);
+        let _infallible = self.write_headers_json(&mut out);
         out
     }
 
@@ -74,12 +79,20 @@ impl Record {
         }
     }
 
-    /// A command sized to hold `args` arguments of `bytes` bytes besides this record's
-    /// fields: sized once, not grown while the body is copied in.
+    /// A command sized to hold `args` arguments of `bytes` bytes (all of them: the command's
+    /// name too) besides this record's fields: sized once, not grown (copied again) while
+    /// the body goes in.
     pub fn command(&self, args: usize, bytes: usize) -> redis::Cmd {
+        redis::Cmd::with_capacity(args + 18, bytes + self.fields_len())
+    }
+
+    /// At least the bytes `write_fields` writes when no header needs escaping (the usual
+    /// case; otherwise the command grows once).
+    fn fields_len(&self) -> usize {
+        const NAMES: usize = "v received_at method path source remote origin_id headers body".len();
+        const FIXED: usize = NAMES + RECORD_VERSION.len() + u64::MAX.ilog10() as usize + 1;
         let fields = self.method.len() + self.path.len() + self.source.len() + self.remote.len();
-        let known = 64 + self.relay_id.len() + fields + self.headers_len() + self.body.len();
-        redis::Cmd::with_capacity(args + 18, bytes + known)
+        FIXED + fields + self.relay_id.len() + self.headers_len() + 2 + self.body.len()
     }
 
     /// Appends the record's field/value pairs to an `XADD`.
@@ -99,10 +112,11 @@ impl Record {
         if !self.relay_id.is_empty() {
             cmd.arg("origin_id").arg(&self.relay_id);
         }
-        cmd.arg("headers")
-            .arg(&self.headers_json()[..])
-            .arg("body")
-            .arg(&self.body[..]);
+        cmd.arg("headers");
+        // Straight into the command, without a buffer of its own; appending to the
+        // command's buffer cannot fail.
+        let _infallible = self.write_headers_json(&mut cmd.writer_for_next_arg());
+        cmd.arg("body").arg(&self.body[..]);
     }
 
     /// Decodes a record from an entry's fields.
@@ -148,11 +162,10 @@ impl Record {
 
 /// `s` as a JSON string, escaped exactly as serde_json escapes it (`"`, `\\`, and the
 /// control characters), the runs between escapes copied whole.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+fn json_str(out: &mut impl Write, s: &str) -> io::Result<()> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
+    out.write_all(b"\"")?;
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let short = match b {
@@ -166,22 +179,22 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
             0x00..=0x1f => 0,
             _ => continue,
         };
-        out.extend_from_slice(&bytes[run..i]);
+        out.write_all(&bytes[run..i])?;
         run = i + 1;
         match short {
-            0 => out.extend_from_slice(&[
+            0 => out.write_all(&[
                 b'\\',
                 b'u',
                 b'0',
                 b'0',
                 HEX[usize::from(b >> 4)],
                 HEX[usize::from(b & 15)],
-            ]),
-            c => out.extend_from_slice(&[b'\\', c]),
+            ])?,
+            c => out.write_all(&[b'\\', c])?,
         }
     }
-    out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
+    out.write_all(&bytes[run..])?;
+    out.write_all(b"\"")
 }
 
 /// The `headers` field back into fields: `[name, "text"]` or `[name, [bytes…]]` pairs.

@@ -126,3 +126,40 @@ fn headers_json_is_what_serde_json_writes() {
     };
     assert_eq!(empty.headers_json(), b"[]");
 }
+
+/// The command is sized once: what `write_fields` writes fits in `fields_len`, with little
+/// to spare, and the headers written straight into it are `headers_json`.
+#[test]
+fn fields_fit_the_size_the_command_is_made_with() {
+    let rec = Record {
+        received_at: u64::MAX,
+        method: "POST".into(),
+        path: "/webhook/whatsapp?x=1".into(),
+        source: "whatsapp".into(),
+        remote: "[2001:db8::1]:65535".into(),
+        headers: vec![
+            ("Host".into(), "relay.example.com".into()),
+            ("Content-Type".into(), "application/json".into()),
+            ("X-Hub-Signature-256".into(), "sha256=00ff".into()),
+        ],
+        body: vec![b'x'; 1000],
+        relay_id: "01ARYZ6S41TSV4RRFFQ69G5FAV".into(),
+    };
+    let mut cmd = redis::Cmd::new();
+    rec.write_fields(&mut cmd);
+    let args: Vec<&[u8]> = cmd
+        .args_iter()
+        .map(|a| match a {
+            redis::Arg::Simple(b) => b,
+            _ => &[],
+        })
+        .collect();
+    let written: usize = args.iter().map(|a| a.len()).sum();
+    assert!(
+        written <= rec.fields_len(),
+        "{written} > {}",
+        rec.fields_len()
+    );
+    assert!(rec.fields_len() - written <= 24, "{}", rec.fields_len());
+    assert_eq!(args[args.len() - 3], &rec.headers_json()[..]);
+}
