@@ -3,15 +3,17 @@
 //! in order because they are served one after another from the same buffer.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant as Deadline, timeout, timeout_at};
+use tokio::time::{Instant as Deadline, Sleep, timeout, timeout_at};
 
 use super::chunked::ChunkedDecoder;
+use super::deadline::Later;
 use super::error::RequestError;
 use super::request::{Framing, Head, parse_head};
 use super::response::{Response, chunk};
@@ -52,6 +54,7 @@ pub async fn serve_connection<H: Handler>(
         // Allocated on the first read; given back while the connection idles.
         buf: Vec::new(),
         out: Vec::new(),
+        idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
         limits,
         shutdown,
         served: 0,
@@ -89,6 +92,10 @@ struct Conn {
     /// Bytes read but not yet consumed; may hold the start of pipelined requests.
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// The idle timeout, one timer for the connection's life: moving a registered timer's
+    /// deadline later is a store, where a timer per request was put in tokio's wheel and
+    /// taken out again, under the driver's lock, for every keep-alive request.
+    idle: Pin<Box<Sleep>>,
     limits: Arc<Limits>,
     shutdown: Shutdown,
     /// Requests answered on this connection so far.
@@ -217,7 +224,8 @@ impl Conn {
             // An idle keep-alive connection holds no buffer (a body's worth, after a large
             // request) while it waits.
             self.buf = Vec::new();
-            let idle = self.limits.idle_timeout;
+            let idle = Deadline::now() + self.limits.idle_timeout;
+            self.idle.as_mut().reset(idle);
             let grace = match self.served {
                 0 => FIRST_REQUEST_GRACE,
                 _ => KEEP_ALIVE_GRACE,
@@ -229,27 +237,28 @@ impl Conn {
             };
             // A request that starts within the grace is read and answered (with
             // `Connection: close`); `fill` is cancel-safe, so nothing read is lost.
+            let Conn { stream, buf, .. } = self;
             tokio::select! {
-                r = timeout(idle, self.fill()) => match r {
-                    Err(_) => return Err(Stop::Quiet("idle timeout")),
-                    Ok(r) => r?,
-                },
+                biased;
+                r = fill(stream, buf) => r?,
+                () = self.idle.as_mut() => return Err(Stop::Quiet("idle timeout")),
                 () = stopping => return Err(Stop::Quiet("shutdown")),
             }
         }
-        let deadline = Deadline::now() + self.limits.header_timeout;
+        let mut deadline = Later::new(self.limits.header_timeout);
         loop {
             if let Some((head, used)) = parse_head(&self.buf, &self.limits.head)? {
                 self.buf.drain(..used);
                 return Ok(head);
             }
-            self.fill_until(deadline, "header read timeout").await?;
+            self.fill_until(deadline.at(), "header read timeout")
+                .await?;
         }
     }
 
     /// Reads the body the head announced, within the body timeout.
     async fn read_body(&mut self, head: &Head) -> Result<Vec<u8>, Stop> {
-        let deadline = Deadline::now() + self.limits.body_timeout;
+        let mut deadline = Later::new(self.limits.body_timeout);
         match head.framing {
             Framing::None => Ok(Vec::new()),
             Framing::Length(n) => {
@@ -263,7 +272,7 @@ impl Conn {
                         .reserve_exact((n + READ_CHUNK).saturating_sub(self.buf.len()));
                 }
                 while self.buf.len() < n {
-                    self.fill_until(deadline, "body read timeout").await?;
+                    self.fill_until(deadline.at(), "body read timeout").await?;
                 }
                 match self.buf.len() == n {
                     true => Ok(std::mem::take(&mut self.buf)),
@@ -282,7 +291,7 @@ impl Conn {
                     if decoder.is_done() {
                         return Ok(body);
                     }
-                    self.fill_until(deadline, "body read timeout").await?;
+                    self.fill_until(deadline.at(), "body read timeout").await?;
                 }
             }
         }
@@ -290,24 +299,12 @@ impl Conn {
 
     /// Reads more bytes before `deadline`; a timeout is answered `408`.
     async fn fill_until(&mut self, deadline: Deadline, what: &'static str) -> Result<(), Stop> {
-        match timeout_at(deadline, self.fill()).await {
+        match timeout_at(deadline, fill(&mut self.stream, &mut self.buf)).await {
             Ok(r) => r,
             Err(_) => {
                 log::debug!("{what} remote={}", self.remote);
                 Err(Stop::Answer(Response::error(408, what).closing()))
             }
-        }
-    }
-
-    /// One read into the buffer; end of stream or an error stops the connection quietly
-    /// (an incomplete request is never handed to the handler).
-    async fn fill(&mut self) -> Result<(), Stop> {
-        self.buf.reserve(READ_CHUNK);
-        match self.stream.read_buf(&mut self.buf).await {
-            Ok(0) if self.buf.is_empty() => Err(Stop::Quiet("peer closed")),
-            Ok(0) => Err(Stop::Quiet("peer closed mid-request")),
-            Ok(_) => Ok(()),
-            Err(_) => Err(Stop::Quiet("read error")),
         }
     }
 
@@ -321,10 +318,30 @@ impl Conn {
     }
 
     async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), Stop> {
-        match timeout(self.limits.write_timeout, self.stream.write_all(bytes)).await {
+        // An answer usually fits the socket's buffer at once: then no timer is made for it.
+        let sent = match self.stream.try_write(bytes) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+            Err(_) => return Err(Stop::Quiet("write error")),
+        };
+        let rest = &bytes[sent..];
+        match timeout(self.limits.write_timeout, self.stream.write_all(rest)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Quiet("write error")),
             Err(_) => Err(Stop::Quiet("write timeout")),
         }
+    }
+}
+
+/// One read into `buf`; end of stream or an error stops the connection quietly (an
+/// incomplete request is never handed to the handler).
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Stop> {
+    buf.reserve(READ_CHUNK);
+    match stream.read_buf(buf).await {
+        Ok(0) if buf.is_empty() => Err(Stop::Quiet("peer closed")),
+        Ok(0) => Err(Stop::Quiet("peer closed mid-request")),
+        Ok(_) => Ok(()),
+        Err(_) => Err(Stop::Quiet("read error")),
     }
 }

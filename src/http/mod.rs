@@ -5,6 +5,7 @@ mod budget;
 mod chunked;
 pub mod client;
 mod conn;
+mod deadline;
 mod error;
 mod fields;
 mod request;

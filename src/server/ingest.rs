@@ -133,7 +133,9 @@ impl Ingest {
     ) -> Response {
         let remote = forwarded::remote(req.remote, &req.head.headers, &self.trusted_proxies);
         let keys = self.keys.current();
-        let now = crate::clock::unix_ms() / 1000;
+        // The body is read: this is both the record's time and the signatures' "now".
+        let received_at = crate::clock::unix_ms();
+        let now = received_at / 1000;
         let checked = keys.auth.authenticate_for(
             source,
             token,
@@ -160,7 +162,6 @@ impl Ingest {
             Some(_) => without_token(&req.head.target),
             None => req.head.target,
         };
-        let received_at = crate::clock::unix_ms();
         let record = Record {
             received_at,
             method: req.head.method,

@@ -354,6 +354,29 @@ async fn slow_heads_and_bodies_time_out_with_408() {
     assert_eq!(redis.xlen("t:slow"), 0);
 }
 
+/// The idle timeout counts from the last answer, not from the connection's first request:
+/// one timer serves the whole connection and is moved later after every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_keep_alive_connection_outlives_its_idle_timeout() {
+    let redis = Redis::start().await;
+    let config = server_config(&redis.url(), "t:busy");
+    let relay = Relay::start_with(config, |limits| {
+        limits.idle_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    let mut c = relay.connect().await;
+    let started = std::time::Instant::now();
+    for _ in 0..5 {
+        c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(c.response().await.unwrap().status, 200);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(started.elapsed() > Duration::from_millis(1500));
+    c.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert_eq!(c.response().await.unwrap().status, 200);
+    assert!(c.closed().await, "closed once idle");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_over_the_cap_get_503() {
     let redis = Redis::start().await;
