@@ -3,18 +3,18 @@
 //! in order because they are served one after another from the same buffer.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::{Instant as Deadline, Sleep, timeout, timeout_at};
+use tokio::time::{Instant as Deadline, timeout, timeout_at};
 
 use super::chunked::ChunkedDecoder;
 use super::deadline::Later;
 use super::error::RequestError;
+use super::idle::{Ended, IdleWait};
 use super::request::{Framing, Head, parse_head};
 use super::response::{Response, chunk};
 use super::{Admission, Handler, Limits, Request};
@@ -54,7 +54,7 @@ pub async fn serve_connection<H: Handler>(
         // Allocated on the first read; given back while the connection idles.
         buf: Vec::new(),
         out: Vec::new(),
-        idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+        idle: IdleWait::new(limits.idle_timeout, shutdown.clone()),
         limits,
         shutdown,
         served: 0,
@@ -92,22 +92,13 @@ struct Conn {
     /// Bytes read but not yet consumed; may hold the start of pipelined requests.
     buf: Vec<u8>,
     out: Vec<u8>,
-    /// The idle timeout, one timer for the connection's life: moving a registered timer's
-    /// deadline later is a store, where a timer per request was put in tokio's wheel and
-    /// taken out again, under the driver's lock, for every keep-alive request.
-    idle: Pin<Box<Sleep>>,
+    /// Waiting for the next request: the idle timeout and shutdown.
+    idle: IdleWait,
     limits: Arc<Limits>,
     shutdown: Shutdown,
     /// Requests answered on this connection so far.
     served: u32,
 }
-
-/// After shutdown, how long a connection accepted just before it gets for its first request:
-/// its sender connected while we were accepting, and its request is on the way.
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
-/// After shutdown, how long an idle keep-alive connection is watched for a request already
-/// on the way before it is closed (a request sent as we close would be reset).
-const KEEP_ALIVE_GRACE: Duration = Duration::from_millis(100);
 
 impl Conn {
     /// Answers a refusal, then closes gracefully: the write side first (the answer is
@@ -224,25 +215,12 @@ impl Conn {
             // An idle keep-alive connection holds no buffer (a body's worth, after a large
             // request) while it waits.
             self.buf = Vec::new();
-            let idle = Deadline::now() + self.limits.idle_timeout;
-            self.idle.as_mut().reset(idle);
-            let grace = match self.served {
-                0 => FIRST_REQUEST_GRACE,
-                _ => KEEP_ALIVE_GRACE,
-            };
-            let mut shutdown = self.shutdown.clone();
-            let stopping = async {
-                shutdown.wait().await;
-                tokio::time::sleep(grace).await;
-            };
-            // A request that starts within the grace is read and answered (with
-            // `Connection: close`); `fill` is cancel-safe, so nothing read is lost.
+            // A request read after shutdown is answered with `Connection: close`.
             let Conn { stream, buf, .. } = self;
-            tokio::select! {
-                biased;
-                r = fill(stream, buf) => r?,
-                () = self.idle.as_mut() => return Err(Stop::Quiet("idle timeout")),
-                () = stopping => return Err(Stop::Quiet("shutdown")),
+            match self.idle.wait(self.served, fill(stream, buf)).await {
+                Ok(read) => read?,
+                Err(Ended::Idle) => return Err(Stop::Quiet("idle timeout")),
+                Err(Ended::Shutdown) => return Err(Stop::Quiet("shutdown")),
             }
         }
         let mut deadline = Later::new(self.limits.header_timeout);

@@ -8,6 +8,7 @@ mod conn;
 mod deadline;
 mod error;
 mod fields;
+mod idle;
 mod request;
 mod response;
 
