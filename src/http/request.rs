@@ -274,10 +274,10 @@ fn keep_alive(version: Version, headers: &[(String, FieldValue)]) -> bool {
     }
 }
 
+/// Whether a `\n` in `head` is not preceded by `\r`. Only the few line ends are looked at
+/// (memchr skips the bytes between them); a byte loop was a fifth of reading a head.
 fn has_bare_lf(head: &[u8]) -> bool {
-    head.iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head[i - 1] != b'\r')
 }
 
 fn httparse_reason(e: httparse::Error) -> &'static str {

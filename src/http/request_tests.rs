@@ -169,3 +169,30 @@ fn exactly_100_headers_are_fine() {
     raw.extend_from_slice(b"\r\n");
     assert_eq!(parse_split(&raw).unwrap().0.headers.len(), 100);
 }
+
+/// A `\n` without `\r` before it, anywhere in a head of any length (the search runs in
+/// vector-sized steps): at the start, in the middle of a long head, as its last byte.
+#[test]
+fn bare_lf_is_found_anywhere() {
+    let line = b"X-Long-Header-Name: a value long enough to span several vector steps\r\n";
+    let mut head = b"POST /webhook HTTP/1.1\r\n".to_vec();
+    for _ in 0..20 {
+        head.extend_from_slice(line);
+    }
+    head.extend_from_slice(b"\r\n");
+    assert!(!has_bare_lf(&head));
+    assert!(!has_bare_lf(b""));
+    assert!(has_bare_lf(b"\n"));
+    for at in [0, 1, 23, 24, 100, 777, head.len() - 1] {
+        let mut bad = head.clone();
+        bad.insert(at, b'\n');
+        if at > 0 && bad[at - 1] == b'\r' {
+            continue; // that one is a CRLF
+        }
+        assert!(has_bare_lf(&bad), "LF inserted at {at}");
+    }
+    let mut bad = head.clone();
+    *bad.last_mut().unwrap() = b'x';
+    bad.push(b'\n');
+    assert!(has_bare_lf(&bad), "LF as the last byte");
+}
