@@ -448,6 +448,45 @@ async fn a_panic_costs_one_connection_not_the_server() {
         .unwrap();
 }
 
+/// Answers with 8 MiB: more than a loopback socket's send buffer, so the first non-blocking
+/// write of the answer is partial and the rest goes out under the write timeout.
+struct Big;
+
+const BIG: usize = 8 << 20;
+
+impl http::Handler for Big {
+    async fn handle(&self, _req: Request) -> Response {
+        Response::text(200, "x".repeat(BIG))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_larger_than_the_socket_buffer_arrives_whole() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (trigger, shutdown) = shutdown::channel();
+    let server = tokio::spawn(http::serve(
+        listener,
+        Arc::new(Big),
+        Limits::new(1024, 100),
+        shutdown,
+    ));
+    let mut c = Conn::connect(addr).await;
+    for _ in 0..2 {
+        // The same connection serves the next request after a partial first write.
+        c.send(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let resp = c.response().await.unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body.len(), BIG);
+        assert!(resp.body.iter().all(|&b| b == b'x'));
+    }
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_a_body_still_arriving() {
     let redis = Redis::start().await;
