@@ -30,20 +30,16 @@ pub enum Ended {
 pub struct IdleWait {
     timeout: Duration,
     timer: Pin<Box<Sleep>>,
-    shutdown: Shutdown,
-    /// Completes on shutdown; polled again only while shutdown has not been triggered (a
-    /// finished async block must not be polled).
-    stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// Completes on shutdown; `None` once it has (a finished future must not be polled).
+    stopped: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl IdleWait {
-    pub fn new(timeout: Duration, shutdown: Shutdown) -> IdleWait {
-        let mut watch = shutdown.clone();
+    pub fn new(timeout: Duration, mut shutdown: Shutdown) -> IdleWait {
         IdleWait {
             timeout,
             timer: Box::pin(tokio::time::sleep(timeout)),
-            shutdown,
-            stopped: Box::pin(async move { watch.wait().await }),
+            stopped: Some(Box::pin(async move { shutdown.wait().await })),
         }
     }
 
@@ -60,10 +56,11 @@ impl IdleWait {
             0 => FIRST_REQUEST_GRACE,
             _ => KEEP_ALIVE_GRACE,
         };
-        let (shutdown, stopped) = (&self.shutdown, &mut self.stopped);
+        let stopped = &mut self.stopped;
         let stopping = async {
-            if !shutdown.is_triggered() {
-                stopped.as_mut().await;
+            if let Some(watch) = stopped {
+                watch.await;
+                *stopped = None;
             }
             tokio::time::sleep(grace).await;
         };
