@@ -407,6 +407,37 @@ async fn connections_over_the_cap_get_503() {
     );
 }
 
+/// `http::serve` with a test handler on an ephemeral port, until `stop`.
+struct Served {
+    addr: std::net::SocketAddr,
+    trigger: shutdown::Trigger,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Served {
+    async fn start<H: http::Handler>(handler: H) -> Served {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (trigger, shutdown) = shutdown::channel();
+        let limits = Limits::new(1024, 100);
+        let task = tokio::spawn(http::serve(listener, Arc::new(handler), limits, shutdown));
+        Served {
+            addr,
+            trigger,
+            task,
+        }
+    }
+
+    /// Shuts the server down and waits until it has stopped.
+    async fn stop(self) {
+        self.trigger.trigger();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 /// A handler that panics on `/panic`: the panic costs that connection only.
 struct Panicky;
 
@@ -421,15 +452,8 @@ impl http::Handler for Panicky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_costs_one_connection_not_the_server() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (trigger, shutdown) = shutdown::channel();
-    let server = tokio::spawn(http::serve(
-        listener,
-        Arc::new(Panicky),
-        Limits::new(1024, 100),
-        shutdown,
-    ));
+    let server = Served::start(Panicky).await;
+    let addr = server.addr;
     let mut bad = Conn::connect(addr).await;
     bad.send(b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(
@@ -441,11 +465,7 @@ async fn a_panic_costs_one_connection_not_the_server() {
         c.send(b"GET /ok HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(c.response().await.unwrap().body, b"fine");
     }
-    trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    server.stop().await;
 }
 
 /// Answers with 8 MiB: more than a loopback socket's send buffer, so the first non-blocking
@@ -462,15 +482,8 @@ impl http::Handler for Big {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_larger_than_the_socket_buffer_arrives_whole() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (trigger, shutdown) = shutdown::channel();
-    let server = tokio::spawn(http::serve(
-        listener,
-        Arc::new(Big),
-        Limits::new(1024, 100),
-        shutdown,
-    ));
+    let server = Served::start(Big).await;
+    let addr = server.addr;
     let mut c = Conn::connect(addr).await;
     for _ in 0..2 {
         // The same connection serves the next request after a partial first write.
@@ -480,11 +493,7 @@ async fn an_answer_larger_than_the_socket_buffer_arrives_whole() {
         assert_eq!(resp.body.len(), BIG);
         assert!(resp.body.iter().all(|&b| b == b'x'));
     }
-    trigger.trigger();
-    tokio::time::timeout(Duration::from_secs(10), server)
-        .await
-        .unwrap()
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
