@@ -124,7 +124,7 @@ impl Store {
         let mut cmd = record.command(3, "XADD*".len() + self.keys.stream.len());
         cmd.arg("XADD").arg(&self.keys.stream).arg("*");
         record.write_fields(&mut cmd);
-        super::convert(self.write(&cmd, record.body.len()).await?)
+        super::convert(self.write(cmd, record.body.len()).await?)
     }
 
     /// Appends `record` only if the backlog (what the slowest group has not delivered; every
@@ -144,22 +144,21 @@ impl Store {
             .arg(&self.keys.stream)
             .arg(cap);
         record.write_fields(&mut cmd);
-        let reply = self.write(&cmd, record.body.len()).await?;
+        let reply = self.write(cmd, record.body.len()).await?;
         Ok(record::bytes(&reply).map(|id| String::from_utf8_lossy(id).into_owned()))
     }
 
     /// Runs a write; with `RELAY_MIN_REPLICAS`, returns only once enough replicas have it.
     /// When no `WAIT` round is running, the write leads one, pipelined with it (one round
     /// trip, as a lone webhook would have it); otherwise it waits for the next round.
-    async fn write(&self, cmd: &redis::Cmd, bytes: usize) -> Result<redis::Value, StoreError> {
-        let deadline = self.link.deadline(OP_DEADLINE, bytes);
+    async fn write(&self, cmd: redis::Cmd, bytes: usize) -> Result<redis::Value, StoreError> {
         let Some(r) = &self.replication else {
-            let (_, reply) = self.exec_on(Query::Cmd(cmd), bytes, deadline).await?;
-            return Ok(reply);
+            return self.write_batched(cmd, bytes).await;
         };
+        let deadline = self.link.deadline(OP_DEADLINE, bytes);
         if let Some(mut lead) = Lead::start(r, u64::MAX) {
             let mut pipe = redis::pipe();
-            pipe.add_command(cmd.clone()).add_command(wait(r));
+            pipe.add_command(cmd).add_command(wait(r));
             let (generation, replies) = self
                 .exec_on(Query::Pipe(&pipe), bytes, deadline + r.timeout)
                 .await?;
@@ -174,7 +173,7 @@ impl Store {
                 false => Err(StoreError::NotReplicated { want: r.want, got }),
             };
         }
-        let (generation, reply) = self.exec_on(Query::Cmd(cmd), bytes, deadline).await?;
+        let (generation, reply) = self.exec_on(Query::Cmd(&cmd), bytes, deadline).await?;
         self.replicated(r, generation).await?;
         Ok(reply)
     }

@@ -17,7 +17,7 @@ const MISDIRECTED: [&str; 7] = [
 ];
 
 /// Why Redis did not take or answer a command.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum StoreError {
     /// No answer within the deadline.
     Timeout(Duration),

@@ -14,6 +14,7 @@ use locate::Locator;
 mod acl;
 mod append;
 mod attempts;
+mod batch;
 mod dlq;
 mod error;
 mod group;
@@ -83,6 +84,8 @@ pub struct Store {
     link: LinkSpeed,
     /// `RELAY_MIN_REPLICAS`: the replicas every append waits for, when set.
     replication: Option<append::Replication>,
+    /// Appends waiting to go to Redis together.
+    batches: batch::Batches,
 }
 
 impl Store {
@@ -109,6 +112,7 @@ impl Store {
             up: AtomicBool::new(true),
             link: LinkSpeed::default(),
             replication: None,
+            batches: batch::Batches::default(),
         })
     }
 

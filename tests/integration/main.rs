@@ -3,6 +3,7 @@
 mod support;
 
 mod acl;
+mod appends;
 mod chaos;
 mod client_delivery;
 mod client_process;
