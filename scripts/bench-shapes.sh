@@ -5,7 +5,7 @@
 #   - hey at a fixed offered rate (5,000/s and 20,000/s): what was achieved, p50, p99, errors
 #     (a server that cannot keep up shows it as a lower achieved rate and a long tail).
 # Needs: redis-server, wrk, hey (installed with apt-get when missing).
-# Usage: scripts/bench-shapes.sh [SECONDS]   (default 5 per measure)
+# Usage: scripts/bench-shapes.sh [SECONDS]   (default 5 per measure; BIN=path measures another relay build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -20,7 +20,7 @@ apt_install "${need[@]}"
 pin0="taskset -c 0"; pin1="taskset -c 1"
 if [ "$(nproc)" -lt 2 ]; then echo "note: 1 CPU, not pinning"; pin0=""; pin1=""; fi
 "$root/scripts/build-static.sh" >/dev/null
-relay=$root/target/x86_64-unknown-linux-musl/release/crm-relay
+relay=${BIN:-$root/target/x86_64-unknown-linux-musl/release/crm-relay}
 peer=$root/bench/axum-peer/target/release/axum-peer
 [ -x "$peer" ] || cargo build --release --quiet --manifest-path "$root/bench/axum-peer/Cargo.toml"
 unset SSL_CERT_FILE SSL_CERT_DIR
