@@ -148,8 +148,8 @@ impl Store {
         Ok(record::bytes(&reply).map(|id| String::from_utf8_lossy(id).into_owned()))
     }
 
-    /// Runs a write; with `RELAY_MIN_REPLICAS`, returns only once enough replicas have it.
-    /// When no `WAIT` round is running, the write leads one, pipelined with it (one round
+    /// Runs a write: in the next batch of appends (`batch.rs`); with `RELAY_MIN_REPLICAS`, on
+    /// its own, returning only once enough replicas have it. When no `WAIT` round is running, the write leads one, pipelined with it (one round
     /// trip, as a lone webhook would have it); otherwise it waits for the next round.
     async fn write(&self, cmd: redis::Cmd, bytes: usize) -> Result<redis::Value, StoreError> {
         let Some(r) = &self.replication else {

@@ -122,6 +122,10 @@ impl Store {
                     let value = value
                         .extract_error()
                         .map_err(|e| self.classify(generation, e, deadline));
+                    if value.is_err() {
+                        // A `READONLY` after a failover says as much as a lone command's would.
+                        self.note(&value);
+                    }
                     let _ = reply.send(value);
                 }
             }
