@@ -149,8 +149,9 @@ impl Store {
     }
 
     /// Runs a write: in the next batch of appends (`batch.rs`); with `RELAY_MIN_REPLICAS`, on
-    /// its own, returning only once enough replicas have it. When no `WAIT` round is running, the write leads one, pipelined with it (one round
-    /// trip, as a lone webhook would have it); otherwise it waits for the next round.
+    /// its own, returning only once enough replicas have it. When no `WAIT` round is running,
+    /// the write leads one, pipelined with it (one round trip, as a lone webhook would have
+    /// it); otherwise it waits for the next round.
     async fn write(&self, cmd: redis::Cmd, bytes: usize) -> Result<redis::Value, StoreError> {
         let Some(r) = &self.replication else {
             return self.write_batched(cmd, bytes).await;

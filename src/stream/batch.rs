@@ -55,6 +55,13 @@ impl Batches {
         forming.waiting.push(waiting);
         !std::mem::replace(&mut forming.led, true)
     }
+
+    /// Closes the forming batch and returns it: the next append leads a new one.
+    fn close(&self) -> Vec<Waiting> {
+        let mut forming = self.lock();
+        forming.led = false;
+        std::mem::take(&mut forming.waiting)
+    }
 }
 
 /// The leader's claim on the forming batch. Dropped before it took the batch (the leader's
@@ -63,12 +70,9 @@ impl Batches {
 struct Lead<'a>(&'a Batches);
 
 impl Lead<'_> {
-    /// The batch, closed: the next append leads a new one.
+    /// The batch, to run.
     fn take(self) -> Vec<Waiting> {
-        let mut forming = self.0.lock();
-        forming.led = false;
-        let batch = std::mem::take(&mut forming.waiting);
-        drop(forming);
+        let batch = self.0.close();
         std::mem::forget(self);
         batch
     }
@@ -76,12 +80,8 @@ impl Lead<'_> {
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut forming = self.0.lock();
-        forming.led = false;
         // Dropping the waiting appends drops their reply senders: each fails as abandoned.
-        let abandoned = std::mem::take(&mut forming.waiting);
-        drop(forming);
-        drop(abandoned);
+        drop(self.0.close());
     }
 }
 
