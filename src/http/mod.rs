@@ -9,6 +9,7 @@ mod deadline;
 mod error;
 mod fields;
 mod idle;
+mod query;
 mod request;
 mod response;
 
@@ -25,6 +26,7 @@ pub use budget::{Budget, Reserved};
 pub use chunked::ChunkedDecoder;
 pub use error::RequestError;
 pub use fields::{FieldValue, Fields, header_values};
+pub use query::{pairs as query_pairs, percent_decode};
 pub use request::{Framing, Head, HeadLimits, Version, parse_head};
 pub use response::{Response, decimal};
 

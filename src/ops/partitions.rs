@@ -48,6 +48,38 @@ impl fmt::Display for Handle {
     }
 }
 
+impl Handle {
+    /// `id`, in no partition in particular.
+    pub fn plain(id: StreamId) -> Handle {
+        Handle {
+            partition: None,
+            id,
+        }
+    }
+
+    /// Where partition `q` resumes a listing newest first after this entry (an exclusive
+    /// upper bound). Listings order entries by id, then by partition, both descending: after
+    /// `p/<id>` come the older ids of every partition and `<id>` itself in the partitions
+    /// numbered below `p`. A plain id resumes below it everywhere.
+    pub fn resume_in(&self, q: usize) -> StreamId {
+        match self.partition {
+            Some(p) if q < p => successor(self.id),
+            _ => self.id,
+        }
+    }
+}
+
+/// The id right after `id`: an exclusive bound at it includes `id`.
+fn successor(id: StreamId) -> StreamId {
+    match id.seq.checked_add(1) {
+        Some(seq) => StreamId { ms: id.ms, seq },
+        None => StreamId {
+            ms: id.ms.saturating_add(1),
+            seq: 0,
+        },
+    }
+}
+
 /// What looking a handle up found.
 #[derive(Debug)]
 pub enum Found<T> {
@@ -151,7 +183,8 @@ impl Partitions {
 }
 
 /// Merges per-partition lists, each newest first, into one newest first: `(partition, id,
-/// item)` by id, ties by partition. (A merge, not a sort: the lists are sorted already.)
+/// item)` by id, ties by partition, both descending (the order `Handle::resume_in` pages
+/// through, and the inspector's). A merge, not a sort: the lists are sorted already.
 pub fn merge_newest_first<T>(lists: Vec<Vec<(StreamId, T)>>) -> Vec<(usize, StreamId, T)> {
     let total = lists.iter().map(Vec::len).sum();
     let mut heads: Vec<_> = lists
@@ -163,7 +196,7 @@ pub fn merge_newest_first<T>(lists: Vec<Vec<(StreamId, T)>>) -> Vec<(usize, Stre
         let mut newest: Option<(usize, StreamId)> = None;
         for (p, head) in heads.iter_mut().enumerate() {
             if let Some((id, _)) = head.peek()
-                && newest.is_none_or(|(_, n)| *id > n)
+                && newest.is_none_or(|(_, n)| *id >= n)
             {
                 newest = Some((p, *id));
             }
@@ -203,8 +236,24 @@ mod tests {
             vec![(id(7), "b7"), (id(5), "b5"), (id(1), "b1")],
         ]);
         let order: Vec<&str> = merged.iter().map(|(_, _, t)| *t).collect();
-        assert_eq!(order, ["a9", "b7", "a5", "b5", "b1"]);
+        assert_eq!(order, ["a9", "b7", "b5", "a5", "b1"]);
         assert_eq!((merged[1].0, merged[1].1), (1, id(7)));
+    }
+
+    #[test]
+    fn a_page_resumes_between_equal_ids() {
+        let at = |p, ms, seq| Handle {
+            partition: p,
+            id: StreamId { ms, seq },
+        };
+        let after_1 = at(Some(1), 5, 0);
+        // Newest first, 1/5-0 comes after 2/5-0 and before 0/5-0.
+        assert_eq!(after_1.resume_in(0), StreamId { ms: 5, seq: 1 });
+        assert_eq!(after_1.resume_in(1), id(5));
+        assert_eq!(after_1.resume_in(2), id(5));
+        assert_eq!(at(None, 5, 0).resume_in(0), id(5), "a plain id: below it");
+        let last = at(Some(1), 5, u64::MAX);
+        assert_eq!(last.resume_in(0), id(6));
     }
 
     #[tokio::test]

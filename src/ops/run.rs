@@ -28,7 +28,7 @@ pub async fn list(parts: &Partitions, filter: &Filter, json: bool) -> Result<(),
         .map_err(failed("listing webhooks"))?;
     if json {
         let list: Vec<_> = listing.events.iter().map(events::Event::to_json).collect();
-        let next = listing.next.map(|id| id.to_string());
+        let next = listing.next.map(|h| h.to_string());
         let v = serde_json::json!({ "events": list, "complete": listing.complete, "next": next });
         println!("{v}");
     } else {

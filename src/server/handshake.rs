@@ -5,7 +5,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::http::{Head, Response};
+use crate::http::{Head, Response, percent_decode};
 use crate::log_limit::LogLimit;
 
 static REFUSED: LogLimit = LogLimit::new("verification handshakes refused");
@@ -40,44 +40,5 @@ pub fn answer(verify_token: Option<&Secret>, head: &Head) -> Response {
         }
         None => Response::error(400, "missing hub.challenge"),
         Some(c) => Response::text(200, c),
-    }
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding); `None` for invalid escapes or non-UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("%7E%7e").as_deref(), Some("~~"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%ff"), None);
     }
 }

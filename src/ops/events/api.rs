@@ -16,10 +16,11 @@ use crate::stream::StoreError;
 const API_SCAN: usize = 20_000;
 
 pub async fn list(parts: &Partitions, query: &str) -> Response {
-    let pairs = query
-        .split('&')
-        .filter(|kv| !kv.is_empty())
-        .map(|kv| kv.split_once('=').unwrap_or((kv, "")));
+    let pairs = match crate::http::query_pairs(query) {
+        Ok(pairs) => pairs,
+        Err(why) => return Response::error(400, &why),
+    };
+    let pairs = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let filter = match Filter::from_pairs(pairs) {
         Ok(f) => Filter {
             max_scan: API_SCAN,
@@ -30,7 +31,7 @@ pub async fn list(parts: &Partitions, query: &str) -> Response {
     match super::list(parts, &filter, crate::clock::unix_ms()).await {
         Ok(listing) => {
             let events: Vec<Value> = listing.events.iter().map(super::Event::to_json).collect();
-            let next = listing.next.map(|id| id.to_string());
+            let next = listing.next.map(|h| h.to_string());
             let body = json!({ "events": events, "complete": listing.complete, "next": next });
             Response::json(200, body.to_string())
         }

@@ -2,24 +2,31 @@
 //! every partition (merged newest first, ids labelled `<p>/<id>`: see `ops::partitions`).
 
 use super::{Event, Filter, Listing, PAGE, status_of};
-use crate::ops::partitions::{Found, Partitions, merge_newest_first};
+use crate::ops::partitions::{Found, Handle, Partitions, merge_newest_first};
 use crate::stream::{Entry, Store, StoreError, StreamId, Summary};
 
-/// The webhooks `filter` selects in every partition, newest first. Each partition is listed
-/// with the same filter; the merge keeps only what is newer than where the most advanced
-/// partition stopped (older ones come with the next page), then the newest `limit`.
+/// The webhooks `filter` selects in every partition, newest first (by id, then partition).
+/// Each partition is listed with the same filter from where `filter.before` resumes in it;
+/// the merge keeps only what comes before where the most advanced partition stopped (the
+/// rest comes with the next page), then the first `limit`. `next` is labelled: it names the
+/// partition, since ids repeat across partitions.
 pub async fn list(parts: &Partitions, filter: &Filter, now_ms: u64) -> Result<Listing, StoreError> {
     if parts.stores().len() == 1 {
         return list_one(parts.first(), filter, now_ms).await;
     }
     let mut lists = Vec::new();
-    let mut cut: Option<StreamId> = None;
+    // Places in the merged order: (id, partition), newest first = descending.
+    let mut cut: Option<(StreamId, usize)> = None;
     let mut complete = true;
-    for store in parts.stores() {
-        let listing = list_one(store, filter, now_ms).await?;
+    for (q, store) in parts.stores().iter().enumerate() {
+        let own = Filter {
+            before: filter.before.map(|h| Handle::plain(h.resume_in(q))),
+            ..filter.clone()
+        };
+        let listing = list_one(store, &own, now_ms).await?;
         complete &= listing.complete;
         if let Some(n) = listing.next {
-            cut = Some(cut.map_or(n, |c| c.max(n)));
+            cut = Some(cut.map_or((n.id, q), |c| c.max((n.id, q))));
         }
         let events = listing.events.into_iter();
         lists.push(events.map(|e| (e.summary.stream_id(), e)).collect());
@@ -27,11 +34,11 @@ pub async fn list(parts: &Partitions, filter: &Filter, now_ms: u64) -> Result<Li
     let mut events = Vec::new();
     let mut next = cut;
     for (p, id, ev) in merge_newest_first(lists) {
-        if cut.is_some_and(|c| id < c) {
-            continue;
+        if cut.is_some_and(|c| (id, p) < c) {
+            break;
         }
         if events.len() == filter.limit {
-            next = events.last().map(|(_, id, _)| *id);
+            next = events.last().map(|(p, id, _)| (*id, *p));
             break;
         }
         events.push((p, id, ev));
@@ -42,7 +49,10 @@ pub async fn list(parts: &Partitions, filter: &Filter, now_ms: u64) -> Result<Li
             .map(|(p, _, ev)| labelled(parts, p, ev))
             .collect(),
         complete,
-        next,
+        next: next.map(|(id, p)| Handle {
+            partition: Some(p),
+            id,
+        }),
     })
 }
 
@@ -84,7 +94,7 @@ pub async fn list_one(store: &Store, filter: &Filter, now_ms: u64) -> Result<Lis
         .map_or(0, |d| now_ms.saturating_sub(d.as_millis() as u64));
     let last_read = store.last_delivered().await?;
     let mut events = Vec::new();
-    let mut before = filter.before;
+    let mut before = filter.before.map(|h| h.id);
     let mut scanned = 0;
     loop {
         let page = store.page(before, since_ms, PAGE).await?;
@@ -117,7 +127,7 @@ pub async fn list_one(store: &Store, filter: &Filter, now_ms: u64) -> Result<Lis
                     return Ok(Listing {
                         events,
                         complete: true,
-                        next: Some(*id),
+                        next: Some(Handle::plain(*id)),
                     });
                 }
             }
@@ -126,7 +136,7 @@ pub async fn list_one(store: &Store, filter: &Filter, now_ms: u64) -> Result<Lis
             return Ok(Listing {
                 events,
                 complete: !full,
-                next: full.then_some(before).flatten(),
+                next: full.then_some(before).flatten().map(Handle::plain),
             });
         }
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::config::parse_duration;
-use crate::stream::{State, StreamId, Summary, Trace};
+use crate::ops::partitions::Handle;
+use crate::stream::{State, Summary, Trace};
 
 pub mod api;
 mod lookup;
@@ -96,8 +97,9 @@ pub struct Filter {
     pub source: Option<String>,
     pub status: Option<Status>,
     pub limit: usize,
-    /// Only webhooks older than this one: the next page of a listing (its `next`).
-    pub before: Option<StreamId>,
+    /// Only webhooks after this one, newest first: the next page of a listing (its `next`;
+    /// labelled `<p>/<id>` over several partitions, see `Handle::resume_in`).
+    pub before: Option<Handle>,
     /// At most this many webhooks are looked at (a sparse filter over a full stream).
     pub max_scan: usize,
 }
@@ -146,7 +148,7 @@ impl Filter {
                     f.before = Some(
                         value
                             .parse()
-                            .map_err(|_| format!("before {value:?}: expected a stream id"))?,
+                            .map_err(|_| format!("before {value:?}: expected an id like 1718000000000-0 or 2/1718000000000-0"))?,
                     );
                 }
                 other => return Err(format!("unknown filter {other:?}")),
@@ -210,7 +212,7 @@ impl Event {
 pub struct Listing {
     pub events: Vec<Event>,
     pub complete: bool,
-    pub next: Option<StreamId>,
+    pub next: Option<Handle>,
 }
 
 #[cfg(test)]

@@ -669,19 +669,34 @@ pub async fn start_admin(
     stream: &str,
     role: crm_relay::ops::admin::Role,
 ) -> SocketAddr {
+    start_admin_over(redis, stream, 1, role).await
+}
+
+/// The same over `partitions` partitions of `stream` (`RELAY_PARTITIONS`).
+pub async fn start_admin_over(
+    redis: &Redis,
+    stream: &str,
+    partitions: usize,
+    role: crm_relay::ops::admin::Role,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind admin");
     let addr = listener.local_addr().expect("admin addr");
-    let keys = crm_relay::stream::Keys {
-        stream: stream.to_owned(),
-        dlq: format!("{stream}:dlq"),
-    };
     let url = crm_relay::config::Secret::new(redis.url());
-    let store = Arc::new(Store::new(&url, None, keys).expect("store"));
+    let stores = (0..partitions)
+        .map(|p| {
+            let key = |k: &str| crm_relay::config::partition_key(k, p, partitions);
+            let keys = crm_relay::stream::Keys {
+                stream: key(stream),
+                dlq: key(&format!("{stream}:dlq")),
+            };
+            Arc::new(Store::new(&url, None, keys).expect("store"))
+        })
+        .collect();
     let admin = crm_relay::ops::admin::Admin::new(
         role,
-        crm_relay::ops::partitions::Partitions::new(vec![store]),
+        crm_relay::ops::partitions::Partitions::new(stores),
         crm_relay::ops::access::Access::loopback(),
     );
     let (trigger, shutdown) = shutdown::channel();
