@@ -193,10 +193,10 @@ fn framing(
     version: Version,
     headers: &[(String, FieldValue)],
 ) -> Result<Framing, RequestError> {
-    let te: Vec<&str> = header_values(headers, "transfer-encoding").collect();
-    let cl: Vec<&str> = header_values(headers, "content-length").collect();
-    if !te.is_empty() {
-        if !cl.is_empty() {
+    let te = || header_values(headers, "transfer-encoding");
+    let cl = || header_values(headers, "content-length");
+    if te().next().is_some() {
+        if cl().next().is_some() {
             return Err(RequestError::Malformed(
                 "both Content-Length and Transfer-Encoding",
             ));
@@ -204,9 +204,9 @@ fn framing(
         if version == Version::Http10 {
             return Err(RequestError::Malformed("Transfer-Encoding in HTTP/1.0"));
         }
-        return transfer_coding(&te);
+        return transfer_coding(te());
     }
-    if let Some(n) = content_length(&cl)? {
+    if let Some(n) = content_length(cl())? {
         return Ok(Framing::Length(n));
     }
     if matches!(method, "POST" | "PUT" | "PATCH") {
@@ -216,22 +216,20 @@ fn framing(
 }
 
 /// Only a single `chunked` coding is supported; anything else is refused.
-fn transfer_coding(values: &[&str]) -> Result<Framing, RequestError> {
-    let codings: Vec<&str> = values
-        .iter()
+fn transfer_coding<'a>(values: impl Iterator<Item = &'a str>) -> Result<Framing, RequestError> {
+    let mut codings = values
         .flat_map(|v| v.split(','))
-        .map(|c| c.trim_matches([' ', '\t']))
-        .collect();
-    match codings.as_slice() {
-        [only] if only.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
+        .map(|c| c.trim_matches([' ', '\t']));
+    match (codings.next(), codings.next()) {
+        (Some(only), None) if only.eq_ignore_ascii_case("chunked") => Ok(Framing::Chunked),
         _ => Err(RequestError::Malformed("unsupported Transfer-Encoding")),
     }
 }
 
 /// All `Content-Length` values (several fields or a comma list) must be the same valid number.
-fn content_length(values: &[&str]) -> Result<Option<u64>, RequestError> {
+fn content_length<'a>(values: impl Iterator<Item = &'a str>) -> Result<Option<u64>, RequestError> {
     let mut found: Option<u64> = None;
-    for item in values.iter().flat_map(|v| v.split(',')) {
+    for item in values.flat_map(|v| v.split(',')) {
         let n = parse_length(item.trim_matches([' ', '\t']))
             .ok_or(RequestError::Malformed("invalid Content-Length"))?;
         if found.is_some_and(|f| f != n) {
