@@ -60,9 +60,12 @@ pub fn new(ms: u64) -> String {
 fn encode(ms: u64, high: u16, low: u64) -> String {
     let value =
         (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (u128::from(high) << 64) | u128::from(low);
-    (0..26)
-        .map(|i| ALPHABET[((value >> (125 - 5 * i)) & 31) as usize] as char)
-        .collect()
+    let mut text = [0u8; 26];
+    for (i, c) in text.iter_mut().enumerate() {
+        *c = ALPHABET[((value >> (125 - 5 * i)) & 31) as usize];
+    }
+    // ASCII: borrowed as is, then one allocation of the exact size.
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 #[cfg(test)]
