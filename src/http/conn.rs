@@ -20,8 +20,19 @@ use super::response::{Response, chunk};
 use super::{Admission, Handler, Limits, Request};
 use crate::shutdown::Shutdown;
 
-/// Bytes requested from the socket per read.
+/// Bytes requested from the socket per read of a body.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes requested per read of a head: a typical webhook's head and body fit (which then
+/// need no second buffer), and a connection waiting for its head holds no more. Heads up to
+/// `HeadLimits::max_head` take a few reads.
+const HEAD_CHUNK: usize = 4 * 1024;
+
+thread_local! {
+    /// Where lingering closes discard what the peer still sends: one buffer per runtime
+    /// thread, borrowed between awaits only, so a lingering connection holds none of its own.
+    static DISCARD: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
+}
 
 /// Why the connection stops serving requests.
 enum Stop {
@@ -111,14 +122,21 @@ impl Conn {
         }
         let _ = self.stream.shutdown().await;
         let deadline = Deadline::now() + self.limits.linger_time;
+        // The connection's buffer goes now: a flood of refused uploads costs no memory per
+        // connection while it lingers.
         let mut drained = std::mem::take(&mut self.buf).len() as u64;
-        // On the heap and only here: a buffer in every connection's state would cost each
-        // connection its size, lingering or not.
-        let mut chunk = vec![0u8; 8192];
         while drained <= self.limits.linger_bytes {
-            match timeout_at(deadline, self.stream.read(&mut chunk)).await {
-                Ok(Ok(n)) if n > 0 => drained += n as u64,
-                _ => return, // end of input, an error, or out of time
+            if !matches!(
+                timeout_at(deadline, self.stream.readable()).await,
+                Ok(Ok(()))
+            ) {
+                return; // out of time, or an error
+            }
+            let read = DISCARD.with(|b| self.stream.try_read(&mut b.borrow_mut()));
+            match read {
+                Ok(n) if n > 0 => drained += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                _ => return, // end of input, or an error
             }
         }
     }
@@ -217,7 +235,11 @@ impl Conn {
             self.buf = Vec::new();
             // A request read after shutdown is answered with `Connection: close`.
             let Conn { stream, buf, .. } = self;
-            match self.idle.wait(self.served, fill(stream, buf)).await {
+            match self
+                .idle
+                .wait(self.served, fill(stream, buf, HEAD_CHUNK))
+                .await
+            {
                 Ok(read) => read?,
                 Err(Ended::Idle) => return Err(Stop::Quiet("idle timeout")),
                 Err(Ended::Shutdown) => return Err(Stop::Quiet("shutdown")),
@@ -229,7 +251,7 @@ impl Conn {
                 self.buf.drain(..used);
                 return Ok(head);
             }
-            self.fill_until(deadline.at(), "header read timeout")
+            self.fill_until(deadline.at(), HEAD_CHUNK, "header read timeout")
                 .await?;
         }
     }
@@ -250,7 +272,8 @@ impl Conn {
                         .reserve_exact((n + READ_CHUNK).saturating_sub(self.buf.len()));
                 }
                 while self.buf.len() < n {
-                    self.fill_until(deadline.at(), "body read timeout").await?;
+                    self.fill_until(deadline.at(), READ_CHUNK, "body read timeout")
+                        .await?;
                 }
                 match self.buf.len() == n {
                     true => Ok(std::mem::take(&mut self.buf)),
@@ -269,15 +292,21 @@ impl Conn {
                     if decoder.is_done() {
                         return Ok(body);
                     }
-                    self.fill_until(deadline.at(), "body read timeout").await?;
+                    self.fill_until(deadline.at(), READ_CHUNK, "body read timeout")
+                        .await?;
                 }
             }
         }
     }
 
     /// Reads more bytes before `deadline`; a timeout is answered `408`.
-    async fn fill_until(&mut self, deadline: Deadline, what: &'static str) -> Result<(), Stop> {
-        match timeout_at(deadline, fill(&mut self.stream, &mut self.buf)).await {
+    async fn fill_until(
+        &mut self,
+        deadline: Deadline,
+        chunk: usize,
+        what: &'static str,
+    ) -> Result<(), Stop> {
+        match timeout_at(deadline, fill(&mut self.stream, &mut self.buf, chunk)).await {
             Ok(r) => r,
             Err(_) => {
                 log::debug!("{what} remote={}", self.remote);
@@ -312,10 +341,10 @@ impl Conn {
     }
 }
 
-/// One read into `buf`; end of stream or an error stops the connection quietly (an
-/// incomplete request is never handed to the handler).
-async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<(), Stop> {
-    buf.reserve(READ_CHUNK);
+/// One read of up to `chunk` more bytes into `buf`; end of stream or an error stops the
+/// connection quietly (an incomplete request is never handed to the handler).
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>, chunk: usize) -> Result<(), Stop> {
+    buf.reserve(chunk);
     match stream.read_buf(buf).await {
         Ok(0) if buf.is_empty() => Err(Stop::Quiet("peer closed")),
         Ok(0) => Err(Stop::Quiet("peer closed mid-request")),
