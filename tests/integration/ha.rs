@@ -447,7 +447,24 @@ async fn cluster_partitions_one_per_master_survive_a_master_failover() {
         cluster_ok(witness) && master_of(witness, &keys[1]) != victim
     })
     .await;
-    assert!(promoted, "no replica took over the dead master's slots");
+    if !promoted {
+        // What the cluster thought, for the next reader of a CI log.
+        let view = |n: &Redis| {
+            redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query::<String>(&mut n.conn())
+                .unwrap_or_else(|e| e.to_string())
+        };
+        let views: Vec<String> = nodes
+            .iter()
+            .filter(|n| n.port != victim)
+            .map(|n| format!("node {}:\n{}", n.port, view(n)))
+            .collect();
+        panic!(
+            "no replica took over the slots of {victim} within 30 s:\n{}",
+            views.join("\n")
+        );
+    }
     let promoted_after = killed.elapsed();
     nodes[i].restart().await;
     let witness = &nodes[w];
