@@ -242,10 +242,13 @@ fn content_length<'a>(values: impl Iterator<Item = &'a str>) -> Result<Option<u6
 
 /// 1*DIGIT, no sign, no spaces, no overflow.
 fn parse_length(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() {
         return None;
     }
-    s.parse().ok()
+    s.bytes().try_fold(0u64, |n, b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
 }
 
 fn expects_continue(headers: &[(String, FieldValue)]) -> Result<bool, RequestError> {

@@ -56,16 +56,28 @@ pub fn new(ms: u64) -> String {
     encode(ms, seed.high, low)
 }
 
-/// The 26 characters of a ULID: `ms` (48 bits), then `high` and `low` (80 bits).
+/// The 26 characters of a ULID: `ms` (48 bits), then `high` and `low` (80 bits). Each digit
+/// is 5 bits, so the 130 bits of digits split into three runs that fit a `u64` each (no
+/// `u128` shift per digit): 10 digits of time, 8 of `high` and the top of `low`, 8 of the
+/// rest of `low`.
 fn encode(ms: u64, high: u16, low: u64) -> String {
-    let value =
-        (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80) | (u128::from(high) << 64) | u128::from(low);
+    const LOW_40: u64 = (1 << 40) - 1;
     let mut text = [0u8; 26];
-    for (i, c) in text.iter_mut().enumerate() {
-        *c = ALPHABET[((value >> (125 - 5 * i)) & 31) as usize];
-    }
+    let (time, rest) = text.split_at_mut(10);
+    let (middle, last) = rest.split_at_mut(8);
+    digits(time, ms & 0xFFFF_FFFF_FFFF);
+    digits(middle, (u64::from(high) << 24) | (low >> 40));
+    digits(last, low & LOW_40);
     // ASCII: borrowed as is, then one allocation of the exact size.
     String::from_utf8_lossy(&text).into_owned()
+}
+
+/// `v` as `out.len()` base-32 digits, most significant first.
+fn digits(out: &mut [u8], v: u64) {
+    let n = out.len();
+    for (i, c) in out.iter_mut().enumerate() {
+        *c = ALPHABET[((v >> (5 * (n - 1 - i))) & 31) as usize];
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +91,28 @@ mod tests {
         assert_eq!(id, "01ARYZ6S410000000000000000");
         assert_eq!(encode(0, u16::MAX, u64::MAX), "0000000000ZZZZZZZZZZZZZZZZ");
         assert_eq!(encode(u64::MAX, 0, 0).len(), 26);
+    }
+
+    #[test]
+    fn runs_of_digits_are_the_128_bit_value() {
+        let by_u128 = |ms: u64, high: u16, low: u64| -> String {
+            let value = (u128::from(ms & 0xFFFF_FFFF_FFFF) << 80)
+                | (u128::from(high) << 64)
+                | u128::from(low);
+            (0..26)
+                .map(|i| ALPHABET[((value >> (125 - 5 * i)) & 31) as usize] as char)
+                .collect()
+        };
+        let mut x = 0x0123_4567_89AB_CDEFu64;
+        for _ in 0..10_000 {
+            x = mix(x);
+            let (ms, high, low) = (x >> 7, (x >> 13) as u16, mix(x ^ 0x55));
+            assert_eq!(encode(ms, high, low), by_u128(ms, high, low));
+        }
+        assert_eq!(
+            encode(u64::MAX, u16::MAX, u64::MAX),
+            by_u128(u64::MAX, u16::MAX, u64::MAX)
+        );
     }
 
     #[test]
