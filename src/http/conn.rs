@@ -15,6 +15,7 @@ use super::chunked::ChunkedDecoder;
 use super::deadline::Later;
 use super::error::RequestError;
 use super::idle::{Ended, IdleWait};
+use super::linger;
 use super::request::{Framing, Head, parse_head};
 use super::response::{Response, chunk};
 use super::{Admission, Handler, Limits, Request};
@@ -26,13 +27,6 @@ const READ_CHUNK: usize = 16 * 1024;
 /// need no second buffer), and a connection waiting for its head holds no more. Heads up to
 /// `HeadLimits::max_head` take a few reads.
 const HEAD_CHUNK: usize = 4 * 1024;
-
-thread_local! {
-    /// Where lingering closes discard what the peer still sends: one buffer per runtime
-    /// thread, borrowed between awaits only, so a lingering connection holds none of its own.
-    static DISCARD: std::cell::RefCell<Box<[u8]>> =
-        std::cell::RefCell::new(vec![0; 64 * 1024].into_boxed_slice());
-}
 
 /// Why the connection stops serving requests.
 enum Stop {
@@ -113,32 +107,17 @@ struct Conn {
 
 impl Conn {
     /// Answers a refusal, then closes gracefully: the write side first (the answer is
-    /// complete), then whatever the peer still sends is read and discarded, within
-    /// `linger_time` and `linger_bytes`, so that closing does not reset the connection and
-    /// lose the answer on its way (nginx's `lingering_close`).
+    /// complete), then a lingering close within `linger_time` and `linger_bytes` (see
+    /// `linger`).
     async fn refuse(&mut self, resp: &Response) {
         if self.write(resp, false).await.is_err() {
             return;
         }
         let _ = self.stream.shutdown().await;
         let deadline = Deadline::now() + self.limits.linger_time;
-        // The connection's buffer goes now: a flood of refused uploads costs no memory per
-        // connection while it lingers.
-        let mut drained = std::mem::take(&mut self.buf).len() as u64;
-        while drained <= self.limits.linger_bytes {
-            if !matches!(
-                timeout_at(deadline, self.stream.readable()).await,
-                Ok(Ok(()))
-            ) {
-                return; // out of time, or an error
-            }
-            let read = DISCARD.with(|b| self.stream.try_read(&mut b.borrow_mut()));
-            match read {
-                Ok(n) if n > 0 => drained += n as u64,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                _ => return, // end of input, or an error
-            }
-        }
+        // The connection's buffer goes now: it holds no memory while it lingers.
+        let drained = std::mem::take(&mut self.buf).len() as u64;
+        linger::discard(&self.stream, deadline, self.limits.linger_bytes, drained).await;
     }
 
     /// Serves one request; `Ok(true)` when the connection stays open for another.

@@ -9,6 +9,7 @@ mod deadline;
 mod error;
 mod fields;
 mod idle;
+mod linger;
 mod query;
 mod request;
 mod response;

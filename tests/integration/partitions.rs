@@ -23,6 +23,28 @@ fn json_lines(out: &str) -> Value {
     serde_json::from_str(out.trim()).expect("JSON")
 }
 
+/// The ids of every page of `events --json --limit LIMIT`, following each page's `next`.
+fn page_through(vars: &[(&str, &str)], limit: &str) -> Vec<String> {
+    let mut paged = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let mut args = vec!["events", "--json", "--limit", limit];
+        if let Some(b) = &before {
+            args.extend(["--before", b.as_str()]);
+        }
+        let (code, out, err) = run_relay(&args, vars);
+        assert_eq!(code, 0, "{err}");
+        let page = json_lines(&out);
+        for e in page["events"].as_array().unwrap() {
+            paged.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match page["next"].as_str() {
+            Some(next) => before = Some(next.to_owned()),
+            None => return paged,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_view_sees_every_partition() {
     let redis = Redis::start().await;
@@ -89,24 +111,7 @@ async fn every_view_sees_every_partition() {
         times.windows(2).all(|w| w[0] >= w[1]),
         "newest first: {times:?}"
     );
-    let mut paged = Vec::new();
-    let mut before: Option<String> = None;
-    loop {
-        let mut args = vec!["events", "--json", "--limit", "5"];
-        if let Some(b) = &before {
-            args.extend(["--before", b.as_str()]);
-        }
-        let (code, out, err) = run_relay(&args, &vars);
-        assert_eq!(code, 0, "{err}");
-        let page = json_lines(&out);
-        for e in page["events"].as_array().unwrap() {
-            paged.push(e["id"].as_str().unwrap().to_owned());
-        }
-        match page["next"].as_str() {
-            Some(next) => before = Some(next.to_owned()),
-            None => break,
-        }
-    }
+    let paged = page_through(&vars, "5");
     assert_eq!(paged, ids, "pages over partitions: no gap, no repeat");
 
     // events show and redeliver take a labelled id, and stay in its partition.
@@ -305,24 +310,7 @@ async fn pages_that_end_between_equal_ids_lose_nothing() {
     .await;
     for limit in 1..=4 {
         let limit = limit.to_string();
-        let mut paged = Vec::new();
-        let mut before: Option<String> = None;
-        loop {
-            let mut args = vec!["events", "--json", "--limit", &limit];
-            if let Some(b) = &before {
-                args.extend(["--before", b.as_str()]);
-            }
-            let (code, out, err) = run_relay(&args, &vars);
-            assert_eq!(code, 0, "{err}");
-            let page = json_lines(&out);
-            for e in page["events"].as_array().unwrap() {
-                paged.push(e["id"].as_str().unwrap().to_owned());
-            }
-            match page["next"].as_str() {
-                Some(next) => before = Some(next.to_owned()),
-                None => break,
-            }
-        }
+        let paged = page_through(&vars, &limit);
         assert_eq!(paged, all, "command line, pages of {limit}");
 
         let mut paged = Vec::new();
