@@ -113,6 +113,22 @@ impl Partitions {
         Ok(Partitions::new(stores.into_iter().map(Arc::new).collect()))
     }
 
+    /// `before`, if it names a partition, names one of these (a listing cannot resume after
+    /// an entry of a partition that is not configured); the error says which exist.
+    pub fn check_before(&self, before: Option<&Handle>) -> Result<(), String> {
+        match before.and_then(|h| h.partition.map(|p| (h, p))) {
+            Some((h, p)) if p >= self.stores.len() => Err(format!(
+                "before {h}: there is no partition {p} (RELAY_PARTITIONS={}: {})",
+                self.stores.len(),
+                match self.stores.len() {
+                    1 => "only 0".to_owned(),
+                    n => format!("0 to {}", n - 1),
+                }
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn stores(&self) -> &[Arc<Store>] {
         &self.stores
     }
@@ -256,16 +272,37 @@ mod tests {
         assert_eq!(last.resume_in(0), id(6));
     }
 
+    /// A store that is never connected to (the tests below only name it).
+    fn store(s: &str) -> Arc<Store> {
+        let keys = crate::stream::Keys {
+            stream: s.into(),
+            dlq: format!("{s}:dlq"),
+        };
+        let url = crate::config::Secret::new("redis://127.0.0.1:1");
+        Arc::new(Store::new(&url, None, keys).unwrap())
+    }
+
+    #[test]
+    fn a_listing_resumes_only_in_a_configured_partition() {
+        let parts = Partitions::new(vec![store("a"), store("b"), store("c")]);
+        let before = |s: &str| s.parse::<Handle>().unwrap();
+        assert_eq!(parts.check_before(None), Ok(()));
+        assert_eq!(parts.check_before(Some(&before("5-0"))), Ok(()));
+        assert_eq!(parts.check_before(Some(&before("2/5-0"))), Ok(()));
+        assert_eq!(
+            parts.check_before(Some(&before("3/5-0"))),
+            Err("before 3/5-0: there is no partition 3 (RELAY_PARTITIONS=3: 0 to 2)".into())
+        );
+        let one = Partitions::new(vec![store("a")]);
+        assert_eq!(one.check_before(Some(&before("0/5-0"))), Ok(()));
+        assert_eq!(
+            one.check_before(Some(&before("1/5-0"))),
+            Err("before 1/5-0: there is no partition 1 (RELAY_PARTITIONS=1: only 0)".into())
+        );
+    }
+
     #[tokio::test]
     async fn plain_ids_found_in_two_partitions_are_ambiguous() {
-        let store = |s: &str| {
-            let keys = crate::stream::Keys {
-                stream: s.into(),
-                dlq: format!("{s}:dlq"),
-            };
-            let url = crate::config::Secret::new("redis://127.0.0.1:1");
-            Arc::new(Store::new(&url, None, keys).unwrap())
-        };
         let parts = Partitions::new(vec![store("a"), store("b"), store("c")]);
         // Partitions 0 and 2 hold 5-0; partition 1 does not.
         let get = |s: Arc<Store>, id: StreamId| async move {

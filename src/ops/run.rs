@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::cli::Role;
 use crate::clock::unix_ms;
 use crate::config::{Lookup, admin_config};
-use crate::error::Fatal;
+use crate::error::{Fatal, UsageError};
 use crate::ops::dlq::add_content_json;
 use crate::ops::events::{self, Filter, Redeliver};
 use crate::ops::partitions::{Found, Handle, Partitions};
@@ -22,6 +22,9 @@ fn failed(doing: &'static str) -> impl Fn(StoreError) -> Fatal {
 
 /// `events`.
 pub async fn list(parts: &Partitions, filter: &Filter, json: bool) -> Result<(), Fatal> {
+    parts
+        .check_before(filter.before.as_ref())
+        .map_err(|why| Fatal::Usage(UsageError(why)))?;
     let now = unix_ms();
     let listing = events::list(parts, filter, now)
         .await

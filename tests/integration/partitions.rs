@@ -271,7 +271,8 @@ async fn every_view_sees_every_partition() {
 
 /// Stream ids repeat across partitions: a page that ends on `1000-0` of one partition must
 /// leave the `1000-0` of the others to the next page, on the command line and on the admin
-/// API (whose inspector sends the labelled `next` URL-encoded), whatever the page size.
+/// API (whose inspector sends the labelled `next` URL-encoded), whatever the page size; and
+/// a `before` in a partition that does not exist is refused.
 #[tokio::test]
 async fn pages_that_end_between_equal_ids_lose_nothing() {
     let redis = Redis::start().await;
@@ -342,4 +343,20 @@ async fn pages_that_end_between_equal_ids_lose_nothing() {
         }
         assert_eq!(paged, all, "admin API, pages of {limit}");
     }
+
+    // A page cannot resume in a partition that is not configured: refused, not guessed.
+    let (code, out, err) = run_relay(&["events", "--before", "3/1000-0"], &vars);
+    assert_eq!((code, out.as_str()), (2, ""), "{err}");
+    assert!(
+        err.contains("there is no partition 3 (RELAY_PARTITIONS=3: 0 to 2)"),
+        "{err}"
+    );
+    let get = b"GET /events?before=3%2F1000-0 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    let refused = Conn::request_once(admin, get).await;
+    assert_eq!(refused.status, 400);
+    assert!(
+        String::from_utf8_lossy(&refused.body).contains("there is no partition 3"),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
 }

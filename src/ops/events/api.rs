@@ -28,6 +28,9 @@ pub async fn list(parts: &Partitions, query: &str) -> Response {
         },
         Err(why) => return Response::error(400, &why),
     };
+    if let Err(why) = parts.check_before(filter.before.as_ref()) {
+        return Response::error(400, &why);
+    }
     match super::list(parts, &filter, crate::clock::unix_ms()).await {
         Ok(listing) => {
             let events: Vec<Value> = listing.events.iter().map(super::Event::to_json).collect();
