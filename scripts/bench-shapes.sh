@@ -43,9 +43,8 @@ wrk_at() {
     END { if (bad > 0) print "warning: " bad " non-2xx answers" > "/dev/stderr"; printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
 }
 
-# An empty Redis before each measure: at 10 s a measure, what the earlier ones stored passes
-# the relay's RELAY_MAX_STREAM_LEN, and it rightly answers 503 (nothing consumes here).
-fresh() { redis-cli -p "$redis_port" FLUSHALL >/dev/null; }
+# An empty Redis before each measure (see fresh_redis in lib.sh).
+fresh() { fresh_redis "$redis_port"; }
 
 # hey RATE URL -> "achieved p50 p99 non200": 50 workers sharing the offered rate.
 hey_at() {

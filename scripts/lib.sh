@@ -52,3 +52,14 @@ bench_auth_header() {
     echo "X-API-Key: bench-key"
   fi
 }
+
+# An empty Redis on port $1 before a measured round. Nothing consumes in the ingest
+# benchmarks, so the relay's backlog grows with every webhook stored; past
+# RELAY_MAX_STREAM_LEN (1,000,000) it rightly answers 503 without storing, and near it appends
+# take the exact (scripted) path: either way a round would no longer measure stored
+# webhooks. The relay samples its backlog every 500 ms, so the second after the flush lets it
+# see the empty stream.
+fresh_redis() {
+  redis-cli -p "$1" FLUSHALL >/dev/null
+  sleep 1
+}
