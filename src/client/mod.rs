@@ -11,6 +11,7 @@
 mod deliver;
 mod dispatch;
 mod feed;
+mod layout;
 pub(crate) mod policy;
 mod report;
 mod sign;
@@ -103,10 +104,12 @@ impl Client {
     }
 
     /// Runs until `shutdown`: each partition is consumed by a pipeline of its own (feed,
-    /// dispatcher, breakers), with the whole delivery policy. Fails if a consumer group
-    /// cannot be set up, or if a stream reader stops without a shutdown: then every
+    /// dispatcher, breakers), with the whole delivery policy. Fails if `RELAY_PARTITIONS`
+    /// changed while webhooks wait in streams it no longer reads (`layout`), if a consumer
+    /// group cannot be set up, or if a stream reader stops without a shutdown: then every
     /// partition stops, and the service manager restarts the client.
-    pub async fn run(self, shutdown: Shutdown) -> Result<(), Fatal> {
+    pub async fn run(self, mut shutdown: Shutdown) -> Result<(), Fatal> {
+        layout::settle(&self.config.common, &mut shutdown).await?;
         let config = Arc::new(self.config);
         let mut partitions = JoinSet::new();
         for store in self.stores {

@@ -7,7 +7,7 @@ use crate::config::{ClientConfig, CommonConfig, Lookup, ServerConfig};
 use crate::error::{ConfigError, Report};
 use crate::http::client::{Client, Endpoint, SendError};
 use crate::ops::durability::{self, Finding, Level};
-use crate::stream::Store;
+use crate::stream::{Layout, Store};
 
 /// Checks, prints, and says whether everything found is usable. `Err` for an invalid
 /// configuration (exit 2).
@@ -41,8 +41,10 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
         common.redis_display(),
         common.topology.display()
     );
+    let mut stores_ok = false;
     match Store::partitions(&common) {
         Ok(stores) => {
+            stores_ok = true;
             // Where each partition lives; each node is inspected once.
             let mut nodes = std::collections::HashSet::new();
             for store in &stores {
@@ -78,6 +80,9 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
             text: format!("cannot use redis: {}", Report(&e)),
         }),
     }
+    if stores_ok {
+        findings.push(layout(&common, client).await);
+    }
     if let Some(c) = &client_config {
         findings.push(probe("target", &c.target, c.forward_timeout).await);
         for r in &c.routes {
@@ -102,6 +107,31 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
     }
     println!("{}", if usable { "usable" } else { "NOT usable" });
     Ok(usable)
+}
+
+/// The partitions' layout (`stream::Layout`): for the client, webhooks left undelivered in
+/// streams a changed `RELAY_PARTITIONS` no longer reads keep it from starting; the server
+/// starts (it strands nothing itself), with the same words as a warning.
+async fn layout(common: &CommonConfig, client: bool) -> Finding {
+    let now = common.topology.partitions;
+    match Layout::inspect(common).await {
+        Ok(Layout::Same) => Finding {
+            level: Level::Ok,
+            text: format!("RELAY_PARTITIONS={now}: the layout the client recorded, or none yet"),
+        },
+        Ok(layout @ Layout::Stranded { .. }) if client => Finding {
+            level: Level::Fail,
+            text: layout.message(now).unwrap_or_default(),
+        },
+        Ok(layout) => Finding {
+            level: Level::Warn,
+            text: layout.message(now).unwrap_or_default(),
+        },
+        Err(e) => Finding {
+            level: Level::Warn,
+            text: format!("cannot read the partitions' layout: {}", Report(&e)),
+        },
+    }
 }
 
 /// Connects to `endpoint` (and completes the TLS handshake): reachable and trusted, or why

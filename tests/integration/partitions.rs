@@ -360,3 +360,77 @@ async fn pages_that_end_between_equal_ids_lose_nothing() {
         String::from_utf8_lossy(&refused.body)
     );
 }
+
+/// A client restarted with another `RELAY_PARTITIONS` while webhooks wait in streams the new
+/// number does not read refuses to start (exit code 2) and says how to drain them, and
+/// `check client` fails with the same words; drained with the old number, the new one starts,
+/// records itself, and says what the old streams still hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_partition_count_never_strands_webhooks() {
+    let redis = Redis::start().await;
+    let sink = Sink::start().await;
+    let three = three_partitions(&redis);
+    let mut two: Vec<(&str, String)> = three.clone();
+    two.retain(|(k, _)| *k != "RELAY_PARTITIONS");
+    two.push(("RELAY_PARTITIONS", "2".to_owned()));
+    let key = |p, n| crm_relay::config::partition_key(STREAM, p, n);
+    let unread: Vec<String> = (0..3)
+        .map(|p| key(p, 3))
+        .filter(|k| (0..2).all(|q| key(q, 2) != *k))
+        .collect();
+    assert!(!unread.is_empty(), "two partitions read other streams");
+    let layout = format!("{STREAM}:layout");
+    let recorded = || -> Option<String> {
+        redis::cmd("HGET")
+            .arg(&layout)
+            .arg("partitions")
+            .query(&mut redis.conn())
+            .unwrap()
+    };
+
+    // A client with three partitions records them.
+    sink.down().await;
+    let client = client_process(&redis, STREAM, &sink.url(), &pairs(&three));
+    assert!(eventually(WAIT, || async { recorded().as_deref() == Some("3") }).await);
+    drop(client);
+    for k in &unread {
+        redis.add_webhook(k, b"waiting");
+    }
+
+    let target = sink.url();
+    let mut with_two = pairs(&two);
+    with_two.push(("RELAY_TARGET_URL", target.as_str()));
+    let (code, _, err) = run_relay(&["client"], &with_two);
+    assert_eq!(code, 2, "{err}");
+    let said = format!(
+        "RELAY_PARTITIONS=2, but the streams were written with 3 and {} webhooks",
+        unread.len()
+    );
+    assert!(err.contains(&said), "{err}");
+    assert!(err.contains(&format!("{} (1)", unread[0])), "{err}");
+    assert!(
+        err.contains("Run the client with RELAY_PARTITIONS=3"),
+        "{err}"
+    );
+    let (code, out, _) = run_relay(&["check", "client"], &with_two);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("error: {said}")), "{out}");
+    assert_eq!(recorded().as_deref(), Some("3"), "nothing recorded");
+
+    // Drained with three, the client starts with two and records it.
+    sink.up().await;
+    let client = client_process(&redis, STREAM, &sink.url(), &pairs(&three));
+    assert!(sink.wait_for(WAIT, |r| r.len() >= unread.len()).await);
+    let drained = || async { unread.iter().all(|k| redis.pending(k) == 0) };
+    assert!(eventually(WAIT, drained).await);
+    drop(client);
+    let mut client = client_process(&redis, STREAM, &sink.url(), &pairs(&two));
+    client.logs("RELAY_PARTITIONS changed from 3 to 2: ").await;
+    assert_eq!(recorded().as_deref(), Some("2"));
+    let (code, out, _) = run_relay(&["check", "client"], &with_two);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("ok: RELAY_PARTITIONS=2: the layout the client recorded"),
+        "{out}"
+    );
+}
