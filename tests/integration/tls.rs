@@ -484,3 +484,111 @@ async fn self_signed_certificates_get_errors_that_say_what_to_do() {
     );
     assert!(bodies.lock().unwrap().is_empty());
 }
+
+/// A sentinel that listens with TLS only and reaches its primary over TLS.
+struct TlsSentinel {
+    port: u16,
+    child: std::process::Child,
+    _dir: TempDir,
+}
+
+impl TlsSentinel {
+    async fn start(pki: &Pki, primary: u16) -> TlsSentinel {
+        let dir = TempDir::new("tls-sentinel");
+        let port = free_port();
+        let p = |n: &str| pki.path(n).display().to_string();
+        let conf = dir.0.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port 0\ntls-port {port}\nbind 127.0.0.1\ndir {}\n\
+                 tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\ntls-replication yes\n\
+                 sentinel monitor mymaster 127.0.0.1 {primary} 1\n",
+                dir.0.display(),
+                p("server.pem"),
+                p("server.key"),
+                p("ca.pem"),
+            ),
+        )
+        .expect("write sentinel.conf");
+        let mut child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server --sentinel");
+        let mut lines = process::watch(child.stdout.take().expect("piped"), "sentinel");
+        let said = lines
+            .until(Duration::from_secs(10), |l| {
+                l.contains("+monitor master") || l.contains("rror")
+            })
+            .await;
+        assert!(
+            said.as_deref()
+                .is_some_and(|l| l.contains("+monitor master")),
+            "the TLS sentinel did not start: {said:?}"
+        );
+        TlsSentinel {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsSentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `rediss://` with `RELAY_SENTINELS`: the sentinels are asked over TLS too, trusting
+/// `RELAY_CA_FILE`, and the primary they name is used over TLS. `REDIS_URL` names a port
+/// nothing listens on: only the sentinel's answer can lead to the primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_are_asked_over_tls_with_rediss() {
+    let pki = Pki::new();
+    let primary = tls_redis(&pki).await;
+    let sentinel = TlsSentinel::start(&pki, primary.port).await;
+    let nowhere = format!("rediss://127.0.0.1:{}", free_port());
+    let sentinels = format!("127.0.0.1:{}", sentinel.port);
+    let ca = pki.path("ca.pem");
+    let other_ca = pki.path("other-ca.pem");
+    let check = |ca: &Path| {
+        run_relay(
+            &["check", "server"],
+            &[
+                ("REDIS_URL", nowhere.as_str()),
+                ("RELAY_SENTINELS", sentinels.as_str()),
+                ("RELAY_STREAM", "t:{sentinel}"),
+                ("RELAY_API_KEYS", API_KEY),
+                ("RELAY_CA_FILE", ca.to_str().unwrap()),
+            ],
+        )
+    };
+    let (code, out, err) = check(&ca);
+    assert_eq!(code, 0, "{out}{err}");
+    let found = format!("primary of \"mymaster\" at 127.0.0.1:{}", primary.port);
+    assert!(out.contains(&found), "{out}");
+    // The sentinel's certificate is checked like the data node's.
+    let (code, out, _) = check(&other_ca);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains(&found), "{out}");
+
+    let vars = [
+        ("REDIS_URL", nowhere.as_str()),
+        ("RELAY_SENTINELS", sentinels.as_str()),
+        ("RELAY_CA_FILE", ca.to_str().unwrap()),
+    ];
+    let (_server, addr) = server_process_with(&primary, "t:{sentinel}", &vars).await;
+    let resp = Conn::request_once(
+        addr,
+        &post("/webhook", &[("X-API-Key", API_KEY)], b"via the sentinel"),
+    )
+    .await;
+    resp.id();
+    assert_eq!(tls_xlen(&primary, &pki, "t:{sentinel}"), "1");
+}
