@@ -33,7 +33,7 @@ use crate::http::client::{Client as Http, Endpoint};
 use crate::metrics::ClientMetrics;
 use crate::ops::admin::{Admin, Role};
 use crate::shutdown::Shutdown;
-use crate::stream::Store;
+use crate::stream::{Store, StoreError};
 use dispatch::Dispatcher;
 use feed::Feed;
 use policy::backoff::Rng;
@@ -190,30 +190,37 @@ async fn partition(
 
 /// Creates the consumer group, retrying while Redis is unreachable.
 async fn ensure_group(store: &Store, shutdown: &mut Shutdown) -> Result<(), Fatal> {
+    let doing = "setting up the consumer group";
+    if let Some(true) = at_start(doing, shutdown, || store.create_group()).await? {
+        log::info!("created the consumer group at 0 on {}", store.stream());
+    }
+    Ok(())
+}
+
+/// Runs `op` until Redis answers it, once a second while Redis is unreachable (warned once);
+/// `None` when `shutdown` came first. A refusal (an error reply) is fatal, as `doing`.
+async fn at_start<T, Fut>(
+    doing: &'static str,
+    shutdown: &mut Shutdown,
+    op: impl Fn() -> Fut,
+) -> Result<Option<T>, Fatal>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
     let mut warned = false;
     loop {
-        match store.create_group().await {
-            Ok(created) => {
-                if created {
-                    log::info!("created the consumer group at 0 on {}", store.stream());
-                }
-                return Ok(());
-            }
+        match op().await {
+            Ok(done) => return Ok(Some(done)),
             Err(e) if !e.is_refusal() => {
                 if !std::mem::replace(&mut warned, true) {
                     log::warn!("redis unreachable at start, retrying: {}", Report(&e));
                 }
             }
-            Err(error) => {
-                return Err(Fatal::Store {
-                    doing: "setting up the consumer group",
-                    error,
-                });
-            }
+            Err(error) => return Err(Fatal::Store { doing, error }),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = shutdown.wait() => return Ok(()),
+            _ = shutdown.wait() => return Ok(None),
         }
     }
 }
