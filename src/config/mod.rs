@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 pub use client::{ClientConfig, RouteConfig};
 pub use sources::{SourceConfig, secret_var};
-pub use topology::{RedisTopology, Topology, hash_tag, partition_key, slot_of};
+pub use topology::{PARTITIONS, RedisTopology, Topology, hash_tag, partition_key, slot_of};
 pub use value::{Secret, parse_count, parse_duration, parse_list, parse_size};
 
 use crate::error::ConfigError;

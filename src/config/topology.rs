@@ -7,6 +7,9 @@ use std::time::Duration;
 use super::{Lookup, Secret, parse_count, parse_duration, parse_list, parsed, var};
 use crate::error::ConfigError;
 
+/// The values `RELAY_PARTITIONS` may take.
+pub const PARTITIONS: std::ops::RangeInclusive<usize> = 1..=256;
+
 /// How the relay finds the Redis node that holds a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedisTopology {
@@ -55,7 +58,8 @@ impl Topology {
             }
         };
         let partitions = parsed(get, "RELAY_PARTITIONS", "1", parse_count)?;
-        if !(1..=256).contains(&partitions) {
+        let partitions = usize::try_from(partitions).unwrap_or(usize::MAX);
+        if !PARTITIONS.contains(&partitions) {
             return Err(ConfigError::new("RELAY_PARTITIONS", "must be 1 to 256"));
         }
         if partitions > 1 && (hash_tag(stream).is_none() || hash_tag(stream) != hash_tag(dlq)) {
@@ -79,7 +83,7 @@ impl Topology {
         }
         Ok(Topology {
             redis,
-            partitions: partitions as usize,
+            partitions,
             min_replicas: u32::try_from(min_replicas)
                 .map_err(|_| ConfigError::new("RELAY_MIN_REPLICAS", "too large"))?,
             replica_timeout,

@@ -2,10 +2,10 @@
 //! Redis next to the one-partition stream (`relay:{webhooks}:layout`, field `partitions`) by
 //! the client, the role that reads them. A client started with another number reads other
 //! streams: webhooks not yet delivered in the streams it would no longer read would wait
-//! forever. `Layout::settle` refuses that start and says how to drain them; once they are
-//! delivered, it records the new number.
+//! forever. The client's start (`client::layout`) refuses that and says how to drain them;
+//! once they are delivered, it records the new number.
 
-use crate::config::{CommonConfig, partition_key};
+use crate::config::{CommonConfig, PARTITIONS, partition_key};
 
 use super::{Store, StoreError};
 
@@ -111,7 +111,8 @@ impl Store {
         format!("{}:layout", self.keys.stream)
     }
 
-    /// The recorded number of partitions, if any (something else there reads as none).
+    /// The recorded number of partitions, if any (anything but a valid `RELAY_PARTITIONS`
+    /// there reads as none).
     async fn recorded_partitions(&self) -> Result<Option<usize>, StoreError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(self.layout_key()).arg(FIELD);
@@ -120,7 +121,8 @@ impl Store {
             .into_iter()
             .next()
             .flatten()
-            .and_then(|v| v.parse().ok()))
+            .and_then(|v| v.parse().ok())
+            .filter(|n| PARTITIONS.contains(n)))
     }
 
     async fn record_partitions(&self, n: usize) -> Result<(), StoreError> {
