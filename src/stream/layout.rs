@@ -81,11 +81,12 @@ impl Layout {
                     .iter()
                     .map(|(s, n)| format!("{s} ({n})"))
                     .collect();
+                let webhooks = if total == 1 { "webhook" } else { "webhooks" };
                 Some(format!(
-                    "RELAY_PARTITIONS={now}, but the streams were written with {from} and {total} \
-                     webhooks in streams that {now} does not read are not delivered yet: {}. Run the \
-                     client with RELAY_PARTITIONS={from} until relay_backlog is 0, then restart it \
-                     with {now} (or keep {from})",
+                    "the streams were written with RELAY_PARTITIONS={from}, and {total} {webhooks} \
+                     not yet delivered wait in streams that {now} partitions do not read: {}. Run \
+                     the client with RELAY_PARTITIONS={from} until relay_backlog is 0, then \
+                     restart it with {now} (or keep {from})",
                     streams.join(", ")
                 ))
             }
@@ -138,6 +139,15 @@ mod tests {
 
     #[test]
     fn the_operator_is_told_what_is_left_and_what_to_do() {
+        let one = Layout::Stranded {
+            from: 1,
+            undelivered: vec![("r:{w}".into(), 1)],
+        };
+        assert!(
+            one.message(2)
+                .unwrap()
+                .contains(", and 1 webhook not yet delivered wait")
+        );
         assert_eq!(Layout::Same.message(3), None);
         let drained = Layout::Changed {
             from: 3,
@@ -160,10 +170,10 @@ mod tests {
         };
         assert_eq!(
             stranded.message(2).unwrap(),
-            "RELAY_PARTITIONS=2, but the streams were written with 3 and 5 webhooks in streams \
-             that 2 does not read are not delivered yet: r:{w:1.1} (2), r:{w:2} (3). Run the \
-             client with RELAY_PARTITIONS=3 until relay_backlog is 0, then restart it with 2 \
-             (or keep 3)"
+            "the streams were written with RELAY_PARTITIONS=3, and 5 webhooks not yet \
+             delivered wait in streams that 2 partitions do not read: r:{w:1.1} (2), r:{w:2} \
+             (3). Run the client with RELAY_PARTITIONS=3 until relay_backlog is 0, then \
+             restart it with 2 (or keep 3)"
         );
     }
 }

@@ -402,8 +402,13 @@ async fn a_changed_partition_count_never_strands_webhooks() {
     with_two.push(("RELAY_TARGET_URL", target.as_str()));
     let (code, _, err) = run_relay(&["client"], &with_two);
     assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("configuration error: RELAY_PARTITIONS: "),
+        "{err}"
+    );
     let said = format!(
-        "RELAY_PARTITIONS=2, but the streams were written with 3 and {} webhooks",
+        "the streams were written with RELAY_PARTITIONS=3, and {} webhooks not yet delivered \
+         wait in streams that 2 partitions do not read",
         unread.len()
     );
     assert!(err.contains(&said), "{err}");
