@@ -356,6 +356,22 @@ async fn cluster() -> Vec<Redis> {
         .await,
         "the cluster never reached cluster_state:ok"
     );
+    // A replica that has not finished its first sync when its master dies never takes over:
+    // it reckons its data as old as the epoch (Redis compares the time since it last heard
+    // from its master with the node timeout times `cluster-replica-validity-factor`).
+    // `cluster_state:ok` does not wait for that; an operator checks the links before trusting
+    // a failover, and so does this.
+    let synced = |n: &Redis| {
+        replication(n, "role").as_deref() != Some("slave")
+            || replication(n, "master_link_status").as_deref() == Some("up")
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            nodes.iter().all(synced)
+        })
+        .await,
+        "a replica never finished its first sync"
+    );
     nodes
 }
 
