@@ -5,29 +5,21 @@
 use crate::config::CommonConfig;
 use crate::error::{ConfigError, Fatal};
 use crate::shutdown::Shutdown;
-use crate::stream::{Layout, StoreError};
+use crate::stream::Layout;
 
 /// Checks the layout and records the configured number, retrying while Redis is
 /// unreachable (as the consumer groups' setup does).
 pub async fn settle(common: &CommonConfig, shutdown: &mut Shutdown) -> Result<(), Fatal> {
     let now = common.topology.partitions;
-    let settled = || async {
-        let layout = Layout::inspect(common).await?;
-        if let Layout::Stranded { .. } = layout {
-            return Ok(layout); // nothing recorded
-        }
-        Layout::record(common).await?;
-        Ok::<_, StoreError>(layout)
-    };
     let doing = "checking the partitions' layout";
-    match super::at_start(doing, shutdown, settled).await? {
+    match super::at_start(doing, shutdown, || Layout::settle(common)).await? {
         Some(stranded @ Layout::Stranded { .. }) => {
             let why = stranded.message(now).unwrap_or_default();
             Err(Fatal::Config(ConfigError::new("RELAY_PARTITIONS", why)))
         }
-        Some(changed) => {
-            if let Some(said) = changed.message(now) {
-                log::warn!("{said}");
+        Some(layout) => {
+            if let Some(changed) = layout.message(now) {
+                log::warn!("{changed}");
             }
             Ok(())
         }

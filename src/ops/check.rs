@@ -41,10 +41,8 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
         common.redis_display(),
         common.topology.display()
     );
-    let mut stores_ok = false;
     match Store::partitions(&common) {
         Ok(stores) => {
-            stores_ok = true;
             // Where each partition lives; each node is inspected once.
             let mut nodes = std::collections::HashSet::new();
             for store in &stores {
@@ -80,7 +78,8 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
             text: format!("cannot use redis: {}", Report(&e)),
         }),
     }
-    if stores_ok {
+    // Only a Redis that answered has a layout to read (else one more line of the same error).
+    if findings.iter().all(|f| f.level != Level::Fail) {
         findings.push(layout(&common, client).await);
     }
     if let Some(c) = &client_config {

@@ -2,8 +2,8 @@
 //! Redis next to the one-partition stream (`relay:{webhooks}:layout`, field `partitions`) by
 //! the client, the role that reads them. A client started with another number reads other
 //! streams: webhooks not yet delivered in the streams it would no longer read would wait
-//! forever. The client's start (`client::layout`) refuses that and says how to drain them;
-//! once they are delivered, it records the new number.
+//! forever. The client's start (`client::layout`, through `Layout::settle`) refuses that and
+//! says how to drain them; once they are delivered, it records the new number.
 
 use crate::config::{CommonConfig, PARTITIONS, partition_key};
 
@@ -32,8 +32,24 @@ impl Layout {
     /// Compares the configuration with the recorded number, looking into the streams of the
     /// recorded layout that the configured one does not read.
     pub async fn inspect(common: &CommonConfig) -> Result<Layout, StoreError> {
+        Self::inspect_in(&record_store(common)?, common).await
+    }
+
+    /// `inspect`, then records the configured number unless that would strand webhooks (the
+    /// client's start).
+    pub async fn settle(common: &CommonConfig) -> Result<Layout, StoreError> {
+        let store = record_store(common)?;
+        let layout = Self::inspect_in(&store, common).await?;
+        if !matches!(layout, Layout::Stranded { .. }) {
+            store.record_partitions(common.topology.partitions).await?;
+        }
+        Ok(layout)
+    }
+
+    /// `inspect` with the record read from `store`.
+    async fn inspect_in(store: &Store, common: &CommonConfig) -> Result<Layout, StoreError> {
         let now = common.topology.partitions;
-        let from = match record_store(common)?.recorded_partitions().await? {
+        let from = match store.recorded_partitions().await? {
             Some(from) if from != now => from,
             _ => return Ok(Layout::Same),
         };
@@ -53,13 +69,6 @@ impl Layout {
             true => Layout::Changed { from, left },
             false => Layout::Stranded { from, undelivered },
         })
-    }
-
-    /// Records the configured number (the client, once `inspect` found no stranded webhook).
-    pub async fn record(common: &CommonConfig) -> Result<(), StoreError> {
-        record_store(common)?
-            .record_partitions(common.topology.partitions)
-            .await
     }
 
     /// What to tell the operator, for `now` partitions; `None` when there is nothing to say.
@@ -100,6 +109,7 @@ fn record_store(common: &CommonConfig) -> Result<Store, StoreError> {
     Store::partition(&with_partitions(common, 1), 0)
 }
 
+/// `common` with `n` partitions, waiting for no replica: nothing written here is a webhook.
 fn with_partitions(common: &CommonConfig, n: usize) -> CommonConfig {
     let mut c = common.clone();
     c.topology.partitions = n;

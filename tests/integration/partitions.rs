@@ -420,6 +420,12 @@ async fn a_changed_partition_count_never_strands_webhooks() {
     let (code, out, _) = run_relay(&["check", "client"], &with_two);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("error: {said}")), "{out}");
+    // The server strands nothing itself: its check warns with the same words.
+    let mut server_two = pairs(&two);
+    server_two.push(("RELAY_API_KEYS", API_KEY));
+    let (code, out, _) = run_relay(&["check", "server"], &server_two);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("warning: {said}")), "{out}");
     assert_eq!(recorded().as_deref(), Some("3"), "nothing recorded");
 
     // Drained with three, the client starts with two and records it.
