@@ -5,9 +5,7 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
-
+use super::api_keys::ApiKeys;
 use super::schemes::{Scheme, SourceAuth};
 use crate::config::{Secret, SourceConfig};
 use crate::http::{FieldValue, header_values};
@@ -54,8 +52,8 @@ impl AuthError {
 
 /// The configured credentials, prepared for constant-time checks.
 pub struct Authenticator {
-    /// SHA-256 of each API key: comparing fixed-size digests hides the keys' lengths.
-    key_digests: Vec<[u8; 32]>,
+    /// The API keys, compared in constant time (`api_keys.rs`).
+    api_keys: ApiKeys,
     /// `X-Hub-Signature-256` with the app secrets (`RELAY_META_APP_SECRET`), for sources
     /// without a scheme of their own: the `meta` scheme.
     meta: SourceAuth,
@@ -67,7 +65,7 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(api_keys: &[Secret], app_secrets: &[Secret]) -> Self {
         Authenticator {
-            key_digests: api_keys.iter().map(|k| digest(k.expose())).collect(),
+            api_keys: ApiKeys::new(api_keys),
             meta: SourceAuth::new(Scheme::Hub, app_secrets, std::time::Duration::ZERO),
             has_app_secrets: !app_secrets.is_empty(),
             sources: HashMap::new(),
@@ -208,10 +206,7 @@ impl Authenticator {
             .chain(bearer);
         let mut ok = subtle::Choice::from(0);
         for key in presented {
-            let d = digest(key);
-            for known in &self.key_digests {
-                ok |= known.ct_eq(&d);
-            }
+            ok |= self.api_keys.contains(key);
         }
         if bool::from(ok) {
             Ok(())
@@ -223,10 +218,6 @@ impl Authenticator {
 
 fn has_signature(headers: &[(String, FieldValue)]) -> bool {
     header_values(headers, SIGNATURE_HEADER).next().is_some()
-}
-
-fn digest(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
 }
 
 #[cfg(test)]

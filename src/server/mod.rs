@@ -1,11 +1,13 @@
 //! `crm-relay server`: the public receiver. `Server::new(config)?.run(listener, shutdown)`
 //! serves the public listener; alongside, the backlog cap's watch and retention.
 //!
-//! - [`ingest`]: routing, storing a webhook, health; [`auth`]: who may store one;
-//!   [`handshake`]: Meta's `GET` verification.
+//! - [`ingest`]: routing, storing a webhook, health; [`auth`]: who may store one
+//!   ([`api_keys`]: the constant-time key comparison); [`handshake`]: Meta's `GET`
+//!   verification.
 //! - [`backlog`]: the cap on webhooks not yet delivered; [`retention`]: trimming delivered
 //!   ones without ever touching undelivered ones.
 
+mod api_keys;
 mod auth;
 mod backlog;
 mod credentials;

@@ -92,6 +92,18 @@ fn bad_records_are_errors() {
 fn headers_json_is_what_serde_json_writes() {
     let mut texts: Vec<String> = (0u8..0x80).map(|b| format!("a{}b", b as char)).collect();
     texts.extend(["", "\"\\", "x\u{1f}\u{7f}é€😀\r\n\t", "\u{8}\u{c}\u{0}"].map(String::from));
+    // The scan tests 8 bytes at a time: every escaped byte at every place of a word, next
+    // to bytes just above the escaped ranges and to non-ASCII text.
+    for len in [7, 8, 9, 16, 23] {
+        for at in 0..len {
+            for b in [0x00, 0x0a, 0x1f, b'"', b'\\'] {
+                let mut t: Vec<u8> = (0..len).map(|i| [b' ', b'#', b']', b'~'][i % 4]).collect();
+                t[at] = b;
+                texts.push(String::from_utf8(t).unwrap());
+            }
+        }
+        texts.push("é€".repeat(len));
+    }
     let mut headers: Fields = texts
         .iter()
         .map(|t| (format!("N{t}"), FieldValue::Text(t.clone())))
