@@ -4,6 +4,9 @@
 # times, so that the machine's drift hits both alike. Prints each one's median req/s and p99,
 # its CPU time per request (utime+stime from /proc over all its rounds: steadier than req/s on
 # a shared machine) and the ratios B/A. AUTH=meta signs every request (X-Hub-Signature-256) instead of the key.
+# AOF=no runs Redis without its append-only file (default: AOF, fsync every second): Redis's
+# own AOF writes grow with the rate it is fed, and at wrk -c50 they set the p99 of the faster
+# system, not its server.
 # Usage: scripts/bench-ab.sh BIN_A BIN_B [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,8 +19,13 @@ command -v redis-cli >/dev/null || apt_install redis-tools
 bench_workdir
 auth_header=$(bench_auth_header "$root")
 redis_port=$(free_port)
+case "${AOF:-yes}" in
+  yes) persistence=(--appendonly yes --appendfsync everysec); aof="AOF everysec" ;;
+  no) persistence=(--appendonly no); aof="no AOF" ;;
+  *) echo "AOF must be yes or no" >&2; exit 2 ;;
+esac
 taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
-  --appendonly yes --appendfsync everysec >"$work/redis.log" 2>&1 &
+  "${persistence[@]}" >"$work/redis.log" 2>&1 &
 pids+=($!); wait_port "$redis_port"
 start() { # bin stream -> port
   local port; port=$(free_port)
@@ -56,7 +64,7 @@ ua=$(per_req "$cpu_a" "$work/a"); ub=$(per_req "$cpu_b" "$work/b")
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ra=$(cut -d' ' -f1 "$work/a" | median); rb=$(cut -d' ' -f1 "$work/b" | median)
 qa=$(cut -d' ' -f2 "$work/a" | median); qb=$(cut -d' ' -f2 "$work/b" | median)
-echo "auth ${AUTH:-key}, $rounds alternating rounds of ${secs}s, wrk -c50, server+Redis on CPU 0"
+echo "auth ${AUTH:-key}, $rounds alternating rounds of ${secs}s, wrk -c50, server+Redis on CPU 0, Redis $aof"
 echo "A $1: $ra req/s, p99 $qa ms, $ua µs CPU/request   (runs: $(cut -d' ' -f1 "$work/a" | tr '\n' ' '))"
 echo "B $2: $rb req/s, p99 $qb ms, $ub µs CPU/request   (runs: $(cut -d' ' -f1 "$work/b" | tr '\n' ' '))"
 awk -v a="$ra" -v b="$rb" -v ua="$ua" -v ub="$ub" 'BEGIN { printf "ratio B/A: req/s %.3f, CPU per request %.3f\n", b / a, ub / ua }'
