@@ -93,12 +93,14 @@ fn variables(env_file: Option<&Path>) -> Result<impl Fn(&str) -> Option<String>,
     })
 }
 
-/// Says why a command failed: usage errors with the help hint, role failures through the
-/// log (once a role runs, stderr is its log), the rest on stderr.
+/// Says why a command failed: usage errors on stderr (with the help hint where `--help`
+/// says how to fix them), role failures through the log (once a role runs, stderr is its
+/// log), the rest on stderr.
 pub fn report(fatal: &Fatal) {
     match fatal {
         Fatal::Reported => {}
-        f if f.is_usage() => eprintln!("crm-relay: {}\nTry 'crm-relay --help'.", Report(f)),
+        f if f.help_helps() => eprintln!("crm-relay: {}\nTry 'crm-relay --help'.", Report(f)),
+        f if f.is_usage() => eprintln!("crm-relay: {}", Report(f)),
         f if log::max_level() >= log::LevelFilter::Error => log::error!("{}", Report(f)),
         f => eprintln!("crm-relay: {}", Report(f)),
     }

@@ -14,6 +14,9 @@ use crate::stream::StoreError;
 pub struct ConfigError {
     var: String,
     msg: String,
+    /// The value is valid, but what Redis holds forbids it now (the message says what to do
+    /// instead): `--help` would not help.
+    conflict: bool,
 }
 
 impl ConfigError {
@@ -21,6 +24,15 @@ impl ConfigError {
         ConfigError {
             var: var.into(),
             msg: msg.to_string(),
+            conflict: false,
+        }
+    }
+
+    /// A valid value that what Redis holds forbids for now; `msg` says what to do.
+    pub fn conflict(var: impl Into<String>, msg: impl fmt::Display) -> Self {
+        ConfigError {
+            conflict: true,
+            ..ConfigError::new(var, msg)
         }
     }
 
@@ -103,6 +115,15 @@ impl Fatal {
     pub fn is_usage(&self) -> bool {
         self.exit_code() == 2
     }
+
+    /// Whether `--help` says how to fix it: not for a configuration that conflicts with what
+    /// Redis holds (its message says what to do).
+    pub fn help_helps(&self) -> bool {
+        match self {
+            Fatal::Config(e) => !e.conflict,
+            f => f.is_usage(),
+        }
+    }
 }
 
 impl fmt::Display for Fatal {
@@ -183,5 +204,12 @@ mod tests {
             "binding RELAY_LISTEN 127.0.0.1:80: address in use"
         );
         assert_eq!(Fatal::FeedLost.exit_code(), 1);
+        assert!(Fatal::Config(ConfigError::new("RELAY_LISTEN", "bad")).help_helps());
+        let conflict = Fatal::Config(ConfigError::conflict("RELAY_PARTITIONS", "drain first"));
+        assert_eq!(
+            (conflict.exit_code(), conflict.help_helps()),
+            (2, false),
+            "exit code 2 as for any configuration error, without the --help hint"
+        );
     }
 }

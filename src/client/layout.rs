@@ -15,7 +15,10 @@ pub async fn settle(common: &CommonConfig, shutdown: &mut Shutdown) -> Result<()
     match super::at_start(doing, shutdown, || Layout::settle(common)).await? {
         Some(stranded @ Layout::Stranded { .. }) => {
             let why = stranded.message(now).unwrap_or_default();
-            Err(Fatal::Config(ConfigError::new("RELAY_PARTITIONS", why)))
+            Err(Fatal::Config(ConfigError::conflict(
+                "RELAY_PARTITIONS",
+                why,
+            )))
         }
         Some(layout) => {
             if let Some(changed) = layout.message(now) {

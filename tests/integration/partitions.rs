@@ -417,6 +417,8 @@ async fn a_changed_partition_count_never_strands_webhooks() {
         err.contains("Run the client with RELAY_PARTITIONS=3"),
         "{err}"
     );
+    // The message says what to do; `--help` would not.
+    assert!(!err.contains("--help"), "{err}");
     let (code, out, _) = run_relay(&["check", "client"], &with_two);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains(&format!("error: {said}")), "{out}");
