@@ -18,6 +18,7 @@ mod batch;
 mod dlq;
 mod error;
 mod group;
+mod headers_json;
 mod history;
 mod id;
 mod info;

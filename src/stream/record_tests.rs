@@ -1,4 +1,5 @@
 use super::*;
+use crate::http::FieldValue;
 
 fn bulk(s: &[u8]) -> Value {
     Value::BulkString(s.to_vec())
@@ -131,7 +132,7 @@ fn headers_json_is_what_serde_json_writes() {
         .collect();
     let expected = serde_json::Value::Array(pairs).to_string();
     assert_eq!(String::from_utf8(rec.headers_json()).unwrap(), expected);
-    assert_eq!(parse_headers(&rec.headers_json()).unwrap(), headers);
+    assert_eq!(headers_json::parse(&rec.headers_json()).unwrap(), headers);
     let empty = Record {
         headers: vec![],
         ..rec
