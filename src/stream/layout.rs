@@ -90,10 +90,13 @@ impl Layout {
                     .iter()
                     .map(|(s, n)| format!("{s} ({n})"))
                     .collect();
-                let webhooks = if total == 1 { "webhook" } else { "webhooks" };
+                let (webhooks, wait) = match total {
+                    1 => ("webhook", "waits"),
+                    _ => ("webhooks", "wait"),
+                };
                 Some(format!(
                     "the streams were written with RELAY_PARTITIONS={from}, and {total} {webhooks} \
-                     not yet delivered wait in streams that {now} partitions do not read: {}. Run \
+                     not yet delivered {wait} in streams that {now} partitions do not read: {}. Run \
                      the client with RELAY_PARTITIONS={from} until relay_backlog is 0, then \
                      restart it with {now} (or keep {from})",
                     streams.join(", ")
@@ -156,7 +159,7 @@ mod tests {
         assert!(
             one.message(2)
                 .unwrap()
-                .contains(", and 1 webhook not yet delivered wait")
+                .contains(", and 1 webhook not yet delivered waits in streams")
         );
         assert_eq!(Layout::Same.message(3), None);
         let drained = Layout::Changed {
