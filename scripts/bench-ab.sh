@@ -6,7 +6,8 @@
 # a shared machine) and the ratios B/A. AUTH=meta signs every request (X-Hub-Signature-256) instead of the key.
 # AOF=no runs Redis without its append-only file (default: AOF, fsync every second): Redis's
 # own AOF writes grow with the rate it is fed, and at wrk -c50 they set the p99 of the faster
-# system, not its server.
+# system, not its server. AOF=norewrite keeps the AOF but turns off its automatic rewrites
+# (a fork and a copy of the whole dataset, on CPU 0, every time the file doubles).
 # Usage: scripts/bench-ab.sh BIN_A BIN_B [ROUNDS] [SECONDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,9 @@ redis_port=$(free_port)
 case "${AOF:-yes}" in
   yes) persistence=(--appendonly yes --appendfsync everysec); aof="AOF everysec" ;;
   no) persistence=(--appendonly no); aof="no AOF" ;;
-  *) echo "AOF must be yes or no" >&2; exit 2 ;;
+  norewrite) persistence=(--appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0)
+    aof="AOF everysec, no automatic rewrite" ;;
+  *) echo "AOF must be yes, no or norewrite" >&2; exit 2 ;;
 esac
 taskset -c 0 redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$work" --save '' \
   "${persistence[@]}" >"$work/redis.log" 2>&1 &
@@ -38,6 +41,9 @@ read -r pa pida < <(start "$a" bench:a); read -r pb pidb < <(start "$b" bench:b)
 # start runs in a subshell (process substitution): its pids+= is lost, so record them here.
 pids+=("$pida" "$pidb")
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Redis's forks so far (AOF rewrites: each copies the whole dataset on CPU 0, and the faster
+# system, storing more per round, triggers more of them).
+forks() { redis-cli -p "$redis_port" INFO stats | awk -F: '/^total_forks:/ { print $2 + 0 }'; }
 run() { # port seconds -> "rps p99_ms"
   taskset -c 1 wrk -t1 -c50 -d"$2s" --latency -H "$auth_header" -s "$root/bench/post.lua" \
     "http://127.0.0.1:$1/webhook" | awk '
@@ -48,14 +54,16 @@ run() { # port seconds -> "rps p99_ms"
 }
 run "$pa" 2 >/dev/null; run "$pb" 2 >/dev/null
 : >"$work/a"; : >"$work/b"
-cpu_a=0; cpu_b=0
+cpu_a=0; cpu_b=0; forks_a=0; forks_b=0
 # Every round from an empty Redis (see fresh_redis): nothing consumes, and a relay past its
 # RELAY_MAX_STREAM_LEN answers 503 instead of storing.
 for _ in $(seq "$rounds"); do
   fresh_redis "$redis_port"
-  t0=$(ticks "$pida"); run "$pa" "$secs" >>"$work/a"; cpu_a=$((cpu_a + $(ticks "$pida") - t0))
+  t0=$(ticks "$pida"); f0=$(forks); run "$pa" "$secs" >>"$work/a"
+  cpu_a=$((cpu_a + $(ticks "$pida") - t0)); forks_a=$((forks_a + $(forks) - f0))
   fresh_redis "$redis_port"
-  t0=$(ticks "$pidb"); run "$pb" "$secs" >>"$work/b"; cpu_b=$((cpu_b + $(ticks "$pidb") - t0))
+  t0=$(ticks "$pidb"); f0=$(forks); run "$pb" "$secs" >>"$work/b"
+  cpu_b=$((cpu_b + $(ticks "$pidb") - t0)); forks_b=$((forks_b + $(forks) - f0))
 done
 hz=$(getconf CLK_TCK)
 # µs of server CPU per request: ticks / Hz over the requests of every round.
@@ -65,6 +73,6 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ra=$(cut -d' ' -f1 "$work/a" | median); rb=$(cut -d' ' -f1 "$work/b" | median)
 qa=$(cut -d' ' -f2 "$work/a" | median); qb=$(cut -d' ' -f2 "$work/b" | median)
 echo "auth ${AUTH:-key}, $rounds alternating rounds of ${secs}s, wrk -c50, server+Redis on CPU 0, Redis $aof"
-echo "A $1: $ra req/s, p99 $qa ms, $ua µs CPU/request   (runs: $(cut -d' ' -f1 "$work/a" | tr '\n' ' '))"
-echo "B $2: $rb req/s, p99 $qb ms, $ub µs CPU/request   (runs: $(cut -d' ' -f1 "$work/b" | tr '\n' ' '))"
+echo "A $1: $ra req/s, p99 $qa ms, $ua µs CPU/request, $forks_a Redis forks   (runs: $(cut -d' ' -f1 "$work/a" | tr '\n' ' '))"
+echo "B $2: $rb req/s, p99 $qb ms, $ub µs CPU/request, $forks_b Redis forks   (runs: $(cut -d' ' -f1 "$work/b" | tr '\n' ' '))"
 awk -v a="$ra" -v b="$rb" -v ua="$ua" -v ub="$ub" 'BEGIN { printf "ratio B/A: req/s %.3f, CPU per request %.3f\n", b / a, ub / ua }'
