@@ -121,6 +121,34 @@ fn hostile_framing_is_refused() {
     }
 }
 
+/// Values are text after one check of the whole head, or, when some value is not UTF-8,
+/// after a check of each: the same fields either way.
+#[test]
+fn utf8_values_are_text_whether_or_not_the_head_is_all_utf8() {
+    let utf8 =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-A: caf\u{e9} \u{20ac}\r\nX-E:\r\nX-B: \u{1f600}\r\n\r\n";
+    let (head, _) = parse_split(utf8.as_bytes()).unwrap();
+    let texts = |head: &Head| -> Vec<(String, Option<String>)> {
+        let text = |v: &FieldValue| v.as_str().map(str::to_owned);
+        head.headers
+            .iter()
+            .map(|(n, v)| (n.clone(), text(v)))
+            .collect()
+    };
+    let all = texts(&head);
+    assert_eq!(all[1], ("X-A".into(), Some("caf\u{e9} \u{20ac}".into())));
+    assert_eq!(all[2], ("X-E".into(), Some(String::new())));
+    assert_eq!(all[3], ("X-B".into(), Some("\u{1f600}".into())));
+    let mixed = utf8.replace("X-E:", "X-Latin1: Caf\u{0}");
+    let mut mixed = mixed.into_bytes();
+    let nul = mixed.iter().position(|b| *b == 0).unwrap();
+    mixed[nul] = 0xe9;
+    let (head, _) = parse_split(&mixed).unwrap();
+    let got = texts(&head);
+    assert_eq!(got[2], ("X-Latin1".into(), None));
+    assert_eq!((&got[..2], &got[3]), (&all[..2], &all[3]));
+}
+
 #[test]
 fn obs_text_values_are_kept_as_bytes_and_absolute_targets_reduced() {
     let (head, _) = parse_split(
