@@ -67,7 +67,7 @@ for _ in $(seq "$rounds"); do
 done
 hz=$(getconf CLK_TCK)
 # µs of server CPU per request: ticks / Hz over the requests of every round.
-per_req() { awk -v t="$1" -v hz="$hz" -v s="$secs" '{ n += $1 * s } END { printf "%.1f", t / hz * 1e6 / n }' "$2"; }
+per_req() { awk -v t="$1" -v hz="$hz" -v s="$secs" '{ n += $1 * s } END { printf "%.2f", t / hz * 1e6 / n }' "$2"; }
 ua=$(per_req "$cpu_a" "$work/a"); ub=$(per_req "$cpu_b" "$work/b")
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 ra=$(cut -d' ' -f1 "$work/a" | median); rb=$(cut -d' ' -f1 "$work/b" | median)
