@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the static release binary: target/x86_64-unknown-linux-musl/release/crm-relay.
 # Adds the musl target and musl-tools (ring builds a little C) when missing, checks that the
-# result is statically linked, runs it, and prints its size.
-# Usage: scripts/build-static.sh   (exit 1 if the binary is not static or over 3.5 MiB)
+# result is statically linked and position-independent, runs it, and prints its size.
+# Usage: scripts/build-static.sh   (exit 1 if the binary is not static, not PIE, or over 3.5 MiB)
 # With STATIC_OPTIONAL=1 (CI), a toolchain that cannot be installed (no network to the rustup
 # or apt servers) is reported and skipped instead of failing; a bad binary still fails.
 set -euo pipefail
@@ -32,6 +32,11 @@ bin=target/$target/release/crm-relay
 # Static: no program interpreter, no dynamic section.
 if readelf -l "$bin" | grep -q 'INTERP' || readelf -d "$bin" 2>/dev/null | grep -q 'NEEDED'; then
   echo "error: $bin is dynamically linked" >&2
+  exit 1
+fi
+# Position-independent (static-pie), so the kernel loads it at a random address.
+if ! readelf -h "$bin" | grep -q 'Type: *DYN'; then
+  echo "error: $bin is not position-independent (no address randomisation)" >&2
   exit 1
 fi
 # Runs without anything else (empty environment, no Rust on PATH).
