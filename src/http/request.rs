@@ -113,15 +113,11 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize
         Some(0) => Version::Http10,
         _ => Version::Http11,
     };
-    // One UTF-8 check for the whole head (a head is ASCII but for the odd obs-text value)
-    // instead of one per value: each value is then a slice of the checked text.
+    // One UTF-8 check for the whole head (ASCII but for the odd obs-text value).
     let text = std::str::from_utf8(&buf[..consumed]).ok();
     let mut headers = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let value = match text.and_then(|text| text_of(text, buf, h.value)) {
-            Some(t) => FieldValue::Text(t.to_owned()),
-            None => FieldValue::from_bytes(h.value),
-        };
+        let value = FieldValue::from_head(text, buf, h.value);
         if value.as_str().is_none()
             && FRAMING_FIELDS
                 .iter()
@@ -133,13 +129,6 @@ pub fn parse_head(buf: &[u8], limits: &HeadLimits) -> Result<Option<(Head, usize
     }
     let head = validate(method, target, version, headers, limits)?;
     Ok(Some((head, consumed)))
-}
-
-/// `part`, a slice of `buf`, as a slice of `text`, which is `buf`'s start already checked
-/// as UTF-8. `None` when `part` is not within it (then the caller checks `part` itself).
-fn text_of<'a>(text: &'a str, buf: &[u8], part: &[u8]) -> Option<&'a str> {
-    let start = (part.as_ptr() as usize).checked_sub(buf.as_ptr() as usize)?;
-    text.get(start..start.checked_add(part.len())?)
 }
 
 /// The origin form of a request target: a path as is, or the path of an absolute-form target

@@ -87,10 +87,11 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, SendError> {
             let status = resp
                 .code
                 .ok_or_else(|| SendError::Lost("response without status".into()))?;
+            let text = std::str::from_utf8(&buf[..used]).ok();
             let headers = resp
                 .headers
                 .iter()
-                .map(|h| (h.name.to_owned(), FieldValue::from_bytes(h.value)))
+                .map(|h| (h.name.to_owned(), FieldValue::from_head(text, buf, h.value)))
                 .collect();
             Ok(Some((status, resp.version.unwrap_or(1), headers, used)))
         }
