@@ -46,7 +46,8 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
         }
         Command::Client => client(&lookup),
         Command::Check(role) => {
-            let usable = runtime()?.block_on(crate::ops::check::run(&lookup, *role))?;
+            let usable =
+                crate::task::block_on(&runtime()?, crate::ops::check::run(&lookup, *role))?;
             usable.then_some(()).ok_or(Fatal::Reported)
         }
         Command::Dlq(cmd) => dlq_command(&lookup, cmd),
@@ -68,7 +69,7 @@ pub fn main(args: &[String]) -> Result<(), Fatal> {
                     error,
                 })
         }),
-        Command::Health(role) => runtime()?.block_on(run::health(&lookup, *role)),
+        Command::Health(role) => crate::task::block_on(&runtime()?, run::health(&lookup, *role)),
     }
 }
 
@@ -159,7 +160,7 @@ async fn serve_admin(admin: Option<(SocketAddr, Admin)>, shutdown: &Shutdown) ->
         let listener = listen::bind("RELAY_ADMIN_LISTEN", addr)?;
         let limits = Limits::new(64 * 1024, 64);
         let admin = std::sync::Arc::new(admin);
-        tokio::spawn(http::serve(listener, admin, limits, shutdown.clone()));
+        crate::task::spawn(http::serve(listener, admin, limits, shutdown.clone()));
     }
     Ok(())
 }
@@ -169,7 +170,7 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
     init_logger(config.common.log_level);
     // Before any thread starts: taking the socket clears LISTEN_FDS from the environment.
     let activated = listenfd::ListenFd::from_env().take_tcp_listener(0);
-    server_runtime()?.block_on(async {
+    crate::task::block_on(&server_runtime()?, async {
         let listen = config.listen;
         log::info!(
             "crm-relay {} server starting: {}",
@@ -212,7 +213,7 @@ async fn log_durability(store: &Store, min_replicas: u32) {
 fn client(get: Lookup) -> Result<(), Fatal> {
     let config = ClientConfig::load(get)?;
     init_logger(config.common.log_level);
-    one_thread_runtime()?.block_on(async {
+    crate::task::block_on(&one_thread_runtime()?, async {
         log::info!(
             "crm-relay {} client starting: {}",
             env!("CARGO_PKG_VERSION"),
@@ -222,9 +223,11 @@ fn client(get: Lookup) -> Result<(), Fatal> {
         let shutdown = shutdown::on_signals().map_err(Fatal::Start)?;
         // SIGHUP must not end the client (its default action); it has nothing to reload.
         let mut hangups = shutdown::hangups().map_err(Fatal::Start)?;
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             while hangups.recv().await.is_some() {
-                log::info!("SIGHUP: the client has nothing to reload; restart it to apply configuration changes");
+                log::info!(
+                    "SIGHUP: the client has nothing to reload; restart it to apply configuration changes"
+                );
             }
         });
         serve_admin(client.admin(), &shutdown).await?;
@@ -245,7 +248,7 @@ where
         doing: "opening the redis client",
         error,
     })?;
-    runtime()?.block_on(f(parts))
+    crate::task::block_on(&runtime()?, f(parts))
 }
 
 /// `crm-relay dlq …`.

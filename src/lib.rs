@@ -20,6 +20,8 @@
 //! - [`ops`]: what an operator calls: the admin listener with its web inspector and live
 //!   feed, events, dead-letter tools, the durability check.
 //! - [`metrics`]: counters, histograms, Prometheus text.
+//! - [`task`]: spawning and `block_on` through boxed futures, so tokio's task code is built
+//!   once per output type, not once per `async` block.
 //! - [`tls`]: rustls client settings (bundled roots plus `RELAY_CA_FILE`); [`clock`]: Unix
 //!   milliseconds; [`log_limit`]: rate-limited warnings about what outsiders cause;
 //!   [`base64`]: the encoding senders' signatures and secrets use.
@@ -39,4 +41,5 @@ pub mod ops;
 pub mod server;
 pub mod shutdown;
 pub mod stream;
+mod task;
 mod tls;

@@ -47,7 +47,7 @@ pub fn on_signals() -> std::io::Result<Shutdown> {
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let (trigger, shutdown) = channel();
-    tokio::spawn(async move {
+    crate::task::spawn(async move {
         let name = tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

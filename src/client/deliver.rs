@@ -234,7 +234,7 @@ pub fn spawn(
         })),
     };
     let (http, signer) = (to.http.clone(), to.signer.clone());
-    set.spawn(async move {
+    crate::task::spawn_in(set, async move {
         let started = Instant::now();
         let outcome = deliver(&http, signer.as_ref(), &entry, attempt).await;
         reporter.finish(outcome, started.elapsed());

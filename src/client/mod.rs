@@ -119,7 +119,7 @@ impl Client {
                 self.metrics.clone(),
                 shutdown.clone(),
             );
-            partitions.spawn(run);
+            crate::task::spawn_in(&mut partitions, run);
         }
         while let Some(done) = partitions.join_next().await {
             match done {
@@ -160,7 +160,7 @@ async fn partition(
         want: want_rx,
         out: feed_tx,
     };
-    let feed_task = tokio::spawn(feed.run(shutdown.clone()));
+    let feed_task = crate::task::spawn(feed.run(shutdown.clone()));
     let (tx, rx) = mpsc::unbounded_channel();
     let http = |endpoint: &Endpoint, idle| {
         Arc::new(Http::new(endpoint.clone(), config.forward_timeout, idle))

@@ -154,7 +154,7 @@ pub async fn serve<H: Handler>(
                     let conn = conn::serve_connection(
                         stream, remote, handler.clone(), limits.clone(), shutdown.clone(),
                     );
-                    tasks.spawn(async move {
+                    crate::task::spawn_in(&mut tasks, async move {
                         conn.await;
                         drop(permit);
                     });

@@ -41,7 +41,10 @@ pub async fn run(
             parts: parts.clone(),
             p,
         };
-        followers.spawn(follow(store.clone(), label, after, activity, tx.clone()));
+        crate::task::spawn_in(
+            &mut followers,
+            follow(store.clone(), label, after, activity, tx.clone()),
+        );
     }
     drop(tx);
     // On stderr, so `--json` output stays pure: scripts (and tests) wait for this line.

@@ -101,21 +101,27 @@ impl Server {
         for store in &self.stores {
             let cap = Arc::new(backlog::Cap::new(cap));
             partitions.push((store.clone(), cap.clone()));
-            upkeep.spawn(backlog::watch(store.clone(), cap, shutdown.clone()));
-            upkeep.spawn(retention::run(
-                store.clone(),
-                config.retention,
-                retention::interval(config.retention),
-                self.metrics.clone(),
-                shutdown.clone(),
-            ));
+            crate::task::spawn_in(
+                &mut upkeep,
+                backlog::watch(store.clone(), cap, shutdown.clone()),
+            );
+            crate::task::spawn_in(
+                &mut upkeep,
+                retention::run(
+                    store.clone(),
+                    config.retention,
+                    retention::interval(config.retention),
+                    self.metrics.clone(),
+                    shutdown.clone(),
+                ),
+            );
         }
         let handler = Arc::new(Ingest::new(config, partitions, self.metrics.clone()));
         let reloads = reload.map(|(hangups, reload)| {
             let (keys, started) = (handler.keys.clone(), config.summary());
-            tokio::spawn(reload_on_hangup(hangups, reload, keys, started))
+            crate::task::spawn(reload_on_hangup(hangups, reload, keys, started))
         });
-        let logs = tokio::spawn(async {
+        let logs = crate::task::spawn(async {
             let mut every = tokio::time::interval(std::time::Duration::from_secs(10));
             loop {
                 every.tick().await;

@@ -315,7 +315,7 @@ impl Store {
             .map_err(|e| StoreError::from_redis(e, super::OP_DEADLINE))?;
         let mut messages = pubsub.into_on_message();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             use futures_core::Stream;
             while let Some(msg) =
                 std::future::poll_fn(|cx| std::pin::Pin::new(&mut messages).poll_next(cx)).await

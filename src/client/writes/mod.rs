@@ -111,7 +111,7 @@ impl Writes {
     {
         while self.tasks.try_join_next().is_some() {}
         let tx = self.tx.clone();
-        self.tasks.spawn(async move {
+        crate::task::spawn_in(&mut self.tasks, async move {
             let _ = tx.send(task.await);
         });
     }

@@ -50,7 +50,7 @@ impl Writes {
             .store(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
         for ids in jobs.held().chunks(TOUCH_CHUNK) {
             let (store, consumer, ids) = (self.store.clone(), self.consumer.clone(), ids.to_vec());
-            self.tasks.spawn(async move {
+            crate::task::spawn_in(&mut self.tasks, async move {
                 if let Err(e) = store.touch(&consumer, &ids).await {
                     log::debug!("re-claiming held entries failed: {}", Report(&e));
                 }

@@ -66,7 +66,7 @@ async fn subscribe(
     match store.follow_activity().await {
         Ok(mut rx) => {
             let to = to.clone();
-            tokio::spawn(async move {
+            crate::task::spawn(async move {
                 while let Some(payload) = rx.recv().await {
                     if to.send((p, Some(payload))).is_err() {
                         return;

@@ -136,7 +136,7 @@ impl Live {
         let hub = self.subscribe();
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
         let parts = self.parts.clone();
-        tokio::spawn(async move {
+        crate::task::spawn(async move {
             watch(&parts, hub, after, tx).await;
             drop(permit);
         });
@@ -153,7 +153,7 @@ impl Live {
         }
         let (tx, rx) = broadcast::channel(HUB_BUFFER);
         *hub = Some(tx.clone());
-        tokio::spawn(run_hub(self.parts.clone(), self.hub.clone(), tx));
+        crate::task::spawn(run_hub(self.parts.clone(), self.hub.clone(), tx));
         rx
     }
 }
