@@ -14,11 +14,13 @@ use tokio::task::{AbortHandle, JoinHandle, JoinSet};
 type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// `tokio::spawn`, boxed.
+#[allow(clippy::disallowed_methods)] // the one place that spawns (clippy.toml)
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> JoinHandle<T> {
     tokio::spawn(Box::pin(future) as Boxed<T>)
 }
 
 /// `JoinSet::spawn`, boxed.
+#[allow(clippy::disallowed_methods)] // the one place that spawns (clippy.toml)
 pub fn spawn_in<T: Send + 'static>(
     set: &mut JoinSet<T>,
     future: impl Future<Output = T> + Send + 'static,
