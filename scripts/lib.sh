@@ -1,11 +1,15 @@
 # Helpers shared by the scripts (sourced, not run): free ports, waiting for a port, RSS,
 # installing Debian packages when missing. Needs only bash.
 
-# A TCP port on 127.0.0.1 that nothing listens on.
+# A TCP port on 127.0.0.1 that nothing listens on, below the kernel's ephemeral range: a
+# port in that range may be the local end of a closed client connection in TIME_WAIT (after
+# a test run there are thousands), and then a listener cannot bind it, SO_REUSEADDR or not.
 free_port() {
-  local p
+  local p lo=32768
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+  [ "$lo" -ge 12000 ] || lo=50000 # no room below the range: the old guess
   while :; do
-    p=$(( (RANDOM << 1 | RANDOM & 1) % 20000 + 30000 ))
+    p=$(( (RANDOM << 1 | RANDOM & 1) % 10000 + lo - 10000 ))
     (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return; }
   done
 }
