@@ -7,7 +7,7 @@
 free_port() {
   local p lo=32768
   read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
-  [ "$lo" -ge 12000 ] || lo=50000 # no room below the range: the old guess
+  [ "$lo" -ge 12000 ] || lo=50000 # no room below the range: 40000-49999, as before
   while :; do
     p=$(( (RANDOM << 1 | RANDOM & 1) % 10000 + lo - 10000 ))
     (exec 3<>/dev/tcp/127.0.0.1/"$p") 2>/dev/null || { echo "$p"; return; }

@@ -2,9 +2,10 @@
 //!
 //! tokio builds its task machinery (poll, complete, cancel, join, drop: about 1.9 KB of
 //! code) once for every future type and scheduler (one-thread and multi-thread). Spawned as
-//! they were made, the relay's `async` blocks had 60 copies of it. Boxed first, they share
-//! one type per output, at the cost of one allocation per spawn: per connection, delivery or
-//! write batch, never per request on the server.
+//! they were made, the relay's `async` blocks accounted for most of the binary's 60 copies.
+//! Boxed first, they share one type per output (with `block_on`'s copies, 205 KB less), at
+//! the cost of one allocation per spawn: per connection, delivery or write batch, never per
+//! request on the server.
 use std::future::Future;
 use std::pin::Pin;
 use tokio::runtime::Runtime;
