@@ -2,13 +2,13 @@
 # Builds the static release binary: target/x86_64-unknown-linux-musl/release/crm-relay.
 # Adds the musl target and musl-tools (ring builds a little C) when missing, checks that the
 # result is statically linked and position-independent, runs it, and prints its size.
-# Usage: scripts/build-static.sh   (exit 1 if the binary is not static, not PIE, or over 3.5 MiB)
+# Usage: scripts/build-static.sh   (exit 1 if the binary is not static, not PIE, or over 3.25 MiB)
 # With STATIC_OPTIONAL=1 (CI), a toolchain that cannot be installed (no network to the rustup
 # or apt servers) is reported and skipped instead of failing; a bad binary still fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
-limit=$((3584 * 1024))
+limit=$((3328 * 1024)) # 3.25 MiB: 125 KiB above the binary of 2026-12-02, so growth is a decision
 
 unavailable() {
   if [ "${STATIC_OPTIONAL:-0}" = 1 ]; then
@@ -45,6 +45,6 @@ env -i "$bin" --version
 size=$(stat -c %s "$bin")
 printf '%s: statically linked, %d bytes (%.2f MiB)\n' "$bin" "$size" "$(echo "$size / 1048576" | bc -l)"
 if [ "$size" -gt "$limit" ]; then
-  echo "error: larger than 3.5 MiB ($limit bytes)" >&2
+  echo "error: larger than 3.25 MiB ($limit bytes)" >&2
   exit 1
 fi
