@@ -2,12 +2,15 @@
 # Ingest benchmark: the release server against the nginx + Lua reference doing the same job
 # (POST body -> XADD -> 200 after Redis replied), measured in the same run on the same machine.
 #
-# Redis (AOF everysec) and the server under test share CPU 0; wrk runs on CPU 1.
-# wrk: 1 thread, 50 connections, 1 KB JSON body (bench/post.lua), 3 x 10 s after a warm-up.
-# Prints req/s, p50, p99 (medians of the runs), the ratio relay/reference and the relay's RSS.
-# Also the conventional peer of issue 15 (bench/axum-peer: axum + redis-rs, built here when
-# missing), and for the relay and the peer the server's and Redis's CPU time per webhook
-# (utime+stime from /proc/<pid>/stat over the measured runs) and peak RSS (VmHWM).
+# Redis (AOF everysec) and the servers under test share CPU 0; wrk runs on CPU 1.
+# wrk: 1 thread, 50 connections, 1 KB JSON body (bench/post.lua), 3 rounds of 10 s after a
+# warm-up. The relay, the conventional peer of issue 15 (bench/axum-peer: axum + redis-rs,
+# built here when missing) and the reference all listen at once, and each round measures
+# each of them in turn (the order turning), so a shared machine's drift hits them alike.
+# Prints req/s, p50, p99 (medians of the rounds), the ratio relay/reference, the relay's RSS,
+# and for the relay and the peer the server's and Redis's CPU time per webhook (utime+stime
+# from /proc/<pid>/stat over the measured rounds), peak RSS (VmHWM), and each round's
+# relay/peer ratios.
 #
 # Needs: redis-server, wrk, nginx + libnginx-mod-http-lua (installed with apt-get when missing).
 # Usage: scripts/bench-ingest.sh [RUNS] [SECONDS]
@@ -76,67 +79,96 @@ wrk_run() {
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 # Runs $runs measured rounds against $1 after a warm-up, each from an empty Redis
-# (fresh_redis, outside the measured CPU); prints "rps p50 p99" medians and, with SERVER_PID,
-# its CPU µs per request and Redis's. A round with non-2xx answers measured something else
-# than stored webhooks: it is recorded in $work/invalid and the script fails after the table.
+# (fresh_redis, outside the measured CPU); prints "rps p50 p99" medians. For the ceilings,
+# measured on their own after the systems under test.
 measure() {
-  local url=$1 st=0 rt=0 s0=0 r0
+  local url=$1
   fresh_redis "$redis_port"
   wrk_run "$url" 3 >/dev/null
   : >"$work/runs"
   for _ in $(seq "$runs"); do
     fresh_redis "$redis_port"
-    [ -n "${SERVER_PID:-}" ] && s0=$(ticks "$SERVER_PID")
-    r0=$(ticks "$redis_pid")
     wrk_run "$url" "$secs" >>"$work/runs"
-    [ -n "${SERVER_PID:-}" ] && st=$((st + $(ticks "$SERVER_PID") - s0))
-    rt=$((rt + $(ticks "$redis_pid") - r0))
   done
-  awk -v u="$url" '$5 > 0 { print u ": " $5 " non-2xx answers in a round" }' "$work/runs" >>"$work/invalid"
-  local n; n=$(awk '{ n += $4 } END { print n + 0 }' "$work/runs")
-  local su=- ru
-  [ -n "${SERVER_PID:-}" ] && su=$(cpu_us "$st" "$n")
-  ru=$(cpu_us "$rt" "$n")
-  printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 "$work/runs" | median)" \
-    "$(cut -d' ' -f2 "$work/runs" | median)" "$(cut -d' ' -f3 "$work/runs" | median)" "$su" "$ru"
+  check_rounds "$url" "$work/runs"
+  printf '%s %s %s\n' "$(cut -d' ' -f1 "$work/runs" | median)" \
+    "$(cut -d' ' -f2 "$work/runs" | median)" "$(cut -d' ' -f3 "$work/runs" | median)"
 }
 
-# --- the relay ---
-relay_port=$(free_port)
-REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$relay_port" RELAY_API_KEYS=bench-key RELAY_META_APP_SECRET=bench-app-secret \
-  RELAY_STREAM=bench:relay RUST_LOG=warn $pin_srv "$bin" server 2>"$work/relay.log" &
-relay_pid=$!; pids+=($relay_pid)
-wait_port "$relay_port"
-sleep 0.5
-rss_idle=$(rss_kb "$relay_pid")
-read -r relay_rps relay_p50 relay_p99 relay_us relay_redis_us < <(SERVER_PID=$relay_pid measure "http://127.0.0.1:$relay_port/webhook")
-rss_load=$(rss_kb "$relay_pid"); relay_hwm=$(hwm_kb "$relay_pid")
-kill "$relay_pid"; wait "$relay_pid" 2>/dev/null || true
+# A round with non-2xx answers measured something else than stored webhooks: it is recorded
+# in $work/invalid and the script fails after the table.
+check_rounds() { # NAME FILE
+  awk -v u="$1" '$5 > 0 { print u ": " $5 " non-2xx answers in a round" }' "$2" >>"$work/invalid"
+}
 
-# --- the conventional peer: axum (hyper) + redis-rs, the same work (bench/axum-peer) ---
+# start NAME PORT COMMAND...: a system under test, on CPU 0 with Redis.
+declare -A url server_pid
+start() {
+  local name=$1 port=$2; shift 2
+  $pin_srv "$@" 2>"$work/$name.log" &
+  pids+=($!); server_pid[$name]=$!; url[$name]=http://127.0.0.1:$port/webhook
+  wait_port "$port"
+}
+
+# --- the systems under test, all listening at once ---
+# The relay; the conventional peer of issue 15, axum (hyper) + redis-rs doing the same work
+# (bench/axum-peer); the reference, nginx + Lua with one worker.
+port=$(free_port)
+REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$port" RELAY_API_KEYS=bench-key \
+  RELAY_META_APP_SECRET=bench-app-secret RELAY_STREAM=bench:relay RUST_LOG=warn \
+  start relay "$port" "$bin" server
 peer=$root/bench/axum-peer/target/release/axum-peer
 [ -x "$peer" ] || cargo build --release --quiet --manifest-path "$root/bench/axum-peer/Cargo.toml"
-peer_port=$(free_port)
-REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$peer_port" RELAY_API_KEYS=bench-key \
-  RELAY_STREAM=bench:peer $pin_srv "$peer" server 2>"$work/peer.log" &
-peer_pid=$!; pids+=($peer_pid)
-wait_port "$peer_port"
-sleep 0.5
-peer_idle=$(rss_kb "$peer_pid")
-read -r peer_rps peer_p50 peer_p99 peer_us peer_redis_us < <(SERVER_PID=$peer_pid measure "http://127.0.0.1:$peer_port/webhook")
-peer_hwm=$(hwm_kb "$peer_pid")
-kill "$peer_pid"; wait "$peer_pid" 2>/dev/null || true
-
-# --- the reference: nginx + Lua, one worker ---
-nginx_port=$(free_port)
-sed -e "s#@DIR@#$work#g" -e "s#@HTTP_PORT@#$nginx_port#g" -e "s#@REDIS_PORT@#$redis_port#g" \
+port=$(free_port)
+REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$port" RELAY_API_KEYS=bench-key \
+  RELAY_STREAM=bench:peer start axum_peer "$port" "$peer" server
+port=$(free_port)
+sed -e "s#@DIR@#$work#g" -e "s#@HTTP_PORT@#$port#g" -e "s#@REDIS_PORT@#$redis_port#g" \
   "$root/bench/nginx-lua-xadd.conf.template" >"$work/nginx.conf"
-$pin_srv nginx -c "$work/nginx.conf" -g 'daemon off;' -e "$work/nginx-error.log" 2>>"$work/nginx-error.log" &
-pids+=($!)
-wait_port "$nginx_port"
-read -r ref_rps ref_p50 ref_p99 _ _ < <(measure "http://127.0.0.1:$nginx_port/webhook")
+start nginx_lua "$port" nginx -c "$work/nginx.conf" -g 'daemon off;' -e "$work/nginx-error.log"
+sleep 0.5
+rss_idle=$(rss_kb "${server_pid[relay]}"); peer_idle=$(rss_kb "${server_pid[axum_peer]}")
 
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+# The rounds alternate between the systems, the order turning each round, so that the
+# machine's drift (a shared machine's speed can change by 2x from one minute to the next)
+# hits all of them alike. Each round starts from an empty Redis, outside the measured CPU,
+# and appends "rps p50 p99 requests non2xx server_ticks redis_ticks" to $work/runs.NAME.
+systems=(relay axum_peer nginx_lua)
+for name in "${systems[@]}"; do
+  fresh_redis "$redis_port"; wrk_run "${url[$name]}" 3 >/dev/null # warm-up
+  : >"$work/runs.$name"
+done
+for round in $(seq "$runs"); do
+  for i in 0 1 2; do
+    name=${systems[$(( (round + i) % 3 ))]}
+    fresh_redis "$redis_port"
+    s0=$(ticks "${server_pid[$name]}"); r0=$(ticks "$redis_pid")
+    line=$(wrk_run "${url[$name]}" "$secs")
+    echo "$line $(( $(ticks "${server_pid[$name]}") - s0 )) $(( $(ticks "$redis_pid") - r0 ))" >>"$work/runs.$name"
+  done
+done
+
+# NAME -> "rps p50 p99 server_µs redis_µs": medians of the rounds, CPU over all of them.
+summary() {
+  local f=$work/runs.$1
+  check_rounds "${url[$1]}" "$f"
+  read -r n st rt < <(awk '{ n += $4; s += $6; r += $7 } END { print n + 0, s + 0, r + 0 }' "$f")
+  printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f2 "$f" | median)" \
+    "$(cut -d' ' -f3 "$f" | median)" "$(cpu_us "$st" "$n")" "$(cpu_us "$rt" "$n")"
+}
+read -r relay_rps relay_p50 relay_p99 relay_us relay_redis_us < <(summary relay)
+read -r peer_rps peer_p50 peer_p99 peer_us peer_redis_us < <(summary axum_peer)
+read -r ref_rps ref_p50 ref_p99 _ _ < <(summary nginx_lua)
+rss_load=$(rss_kb "${server_pid[relay]}")
+relay_hwm=$(hwm_kb "${server_pid[relay]}"); peer_hwm=$(hwm_kb "${server_pid[axum_peer]}")
+# Round by round, relay against peer: "req/s ratio/CPU-per-webhook ratio" (the rounds' nth
+# lines are the same minute's).
+rounds=$(paste -d' ' "$work/runs.relay" "$work/runs.axum_peer" | awk '{
+  cr = ($4 > 0 ? $6 / $4 : 0); cp = ($11 > 0 ? $13 / $11 : 0)
+  printf "%s%.2f/%.2f", (NR > 1 ? " " : ""), ($8 > 0 ? $1 / $8 : 0), (cp > 0 ? cr / cp : 0) }')
+# Their medians: steadier than the pooled figures when one round hit a stall of the machine.
+round_medians=$(for k in 1 2; do tr ' ' '\n' <<<"$rounds" | cut -d/ -f$k | median; done | paste -sd' ')
+for name in "${systems[@]}"; do kill "${server_pid[$name]}"; wait "${server_pid[$name]}" 2>/dev/null || true; done
 
 # --- with REFERENCES=all: the HTTP and Redis ceilings, in the same run ---
 if [ "${REFERENCES:-}" = all ]; then
@@ -168,6 +200,8 @@ ratio=$(awk -v a="$relay_rps" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a
 echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load $relay_hwm $relay_us $relay_redis_us"
 echo "RESULT axum_peer $peer_rps $peer_p50 $peer_p99 $peer_idle $peer_hwm $peer_us $peer_redis_us"
 echo "RESULT nginx_lua $ref_rps $ref_p50 $ref_p99"
+echo "RESULT rounds $rounds"
+echo "RESULT round_medians $round_medians"
 echo
 echo "binary: ${bin#$root/}"
 echo "ingest, 1 KB POST (auth: ${AUTH:-key}), wrk -t1 -c$conns, median of $runs x ${secs}s, Redis AOF everysec, server+Redis on CPU 0"
@@ -175,6 +209,7 @@ printf '%-26s %10s %9s %9s\n' system req/s p50_ms p99_ms
 printf '%-26s %10s %9s %9s\n' "crm-relay server" "$relay_rps" "$relay_p50" "$relay_p99"
 printf '%-26s %10s %9s %9s\n' "nginx+Lua XADD (reference)" "$ref_rps" "$ref_p50" "$ref_p99"
 printf '%-26s %10s %9s %9s\n' "axum + redis-rs (peer)" "$peer_rps" "$peer_p50" "$peer_p99"
+echo "round by round, relay/peer (req/s ratio / CPU per webhook ratio): $rounds (medians ${round_medians/ //})"
 echo "server CPU per webhook: relay ${relay_us} µs, peer ${peer_us} µs (ratio $(awk -v a="$relay_us" -v b="$peer_us" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'), target <= 0.6); Redis: ${relay_redis_us} / ${peer_redis_us} µs"
 echo "peak RSS: relay ${relay_hwm} KiB, peer ${peer_hwm} KiB"
 echo "ratio relay/reference: $ratio   (target >= 1.3)"

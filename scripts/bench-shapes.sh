@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The small-VPS shapes of issue 15, for the relay (static binary) and the axum + redis-rs peer
-# in the same run: server + Redis sharing CPU 0, the load on CPU 1.
+# in the same run, each measure on one right after the other: server + Redis sharing CPU 0,
+# the load on CPU 1.
 #   - wrk at 10 and at 200 connections: req/s, p50, p99;
 #   - oha at fixed offered rates (RATES, default 5,000, 20,000, 30,000 and 40,000/s), 50
 #     connections: what was achieved, p50, p99, errors. With --latency-correction each
@@ -65,31 +66,37 @@ oha_at() {
     END { printf "%s %.0f %.2f %.2f %d\n", rate, rps, p50, p99, bad }'
 }
 
-# shapes NAME BIN: one line per measure, "NAME MEASURE req/s p50 p99 errors".
-shapes() {
-  local name=$1 bin=$2 port pid url rate
+# Both servers listen at once; each measure runs on one and then the other (which goes first
+# alternates), so a shared machine's drift hits both alike.
+declare -A url
+for name in relay axum_peer; do
+  bin=$relay; [ "$name" = relay ] || bin=$peer
   port=$(free_port)
   REDIS_URL="redis://127.0.0.1:$redis_port" RELAY_LISTEN="127.0.0.1:$port" RELAY_API_KEYS=bench-key \
     RELAY_ADMIN_LISTEN= RELAY_STREAM="bench:$name" RUST_LOG=warn $pin0 "$bin" server 2>"$work/$name.log" &
-  pid=$!; pids+=($pid)
+  pids+=($!)
   wait_port "$port"
-  url="http://127.0.0.1:$port/webhook"
-  wrk_at 50 "$url" >/dev/null # warm-up
-  fresh; echo "$name c=10 $(wrk_at 10 "$url")"
-  fresh; echo "$name c=200 $(wrk_at 200 "$url")"
-  for rate in $rates; do
-    fresh; oha_at "$rate" "$url" | awk -v n="$name" '{ print n, $1 "/s", $2, $3, $4, $5 }'
-  done
-  kill "$pid"; wait "$pid" 2>/dev/null || true
-}
+  url[$name]="http://127.0.0.1:$port/webhook"
+  wrk_at 50 "${url[$name]}" >/dev/null # warm-up
+done
 
-shapes relay "$relay" | tee "$work/results"
-shapes axum_peer "$peer" | tee -a "$work/results"
+# One line per measure and system: "NAME MEASURE req/s p50 p99 errors".
+turn=0
+for measure in c=10 c=200 $rates; do
+  order=(relay axum_peer); [ $((turn++ % 2)) = 0 ] || order=(axum_peer relay)
+  for name in "${order[@]}"; do
+    fresh
+    case $measure in
+      c=*) echo "$name $measure $(wrk_at "${measure#c=}" "${url[$name]}")" ;;
+      *) oha_at "$measure" "${url[$name]}" | awk -v n="$name" '{ print n, $1 "/s", $2, $3, $4, $5 }' ;;
+    esac
+  done
+done | tee "$work/results"
 
 echo
 echo "server + Redis on CPU 0, load on CPU 1, ${secs}s per measure, 1 KB POST, Redis AOF everysec"
 echo "(c=N: wrk, closed loop; N/s: oha offering N requests/s on 50 connections, latency-corrected)"
 printf '%-10s | %-9s | %8s | %8s | %8s | %6s\n' measure system "req/s" "p50 ms" "p99 ms" errors
-awk '{ print $2, $1, $3, $4, $5, $6 }' "$work/results" | sort -s -k1,1V | while read -r m n r p50 p99 e; do
+awk '{ print $2, $1, $3, $4, $5, $6 }' "$work/results" | sort -s -k1,1V -k2,2r | while read -r m n r p50 p99 e; do
   printf '%-10s | %-9s | %8s | %8s | %8s | %6s\n' "$m" "$n" "$r" "$p50" "$p99" "$e"
 done

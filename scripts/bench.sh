@@ -12,6 +12,8 @@ get() { printf '%s\n' "$1" | awk -v k="$2" '$1 == "RESULT" && $2 == k { $1 = "";
 read -r relay_rps relay_p50 relay_p99 rss_idle rss_load relay_hwm relay_us relay_rus < <(get "$ingest" relay)
 read -r peer_rps peer_p50 peer_p99 peer_idle peer_hwm peer_us peer_rus < <(get "$ingest" axum_peer)
 read -r ref_rps ref_p50 ref_p99 < <(get "$ingest" nginx_lua)
+rounds=$(get "$ingest" rounds)
+read -r med_rps med_cpu < <(get "$ingest" round_medians)
 read -r ret_rps ret_p50 ret_p99 < <(get "$ingest" nginx_return_200)
 read -r rb_rps _ _ < <(get "$ingest" redis_benchmark_xadd)
 read -r rb16_rps _ _ < <(get "$ingest" redis_benchmark_xadd_p16)
@@ -23,9 +25,11 @@ cat <<MD
 
 Run on $(date -u +%Y-%m-%d) by \`scripts/bench.sh $runs $secs\` on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')),
 $(free -g | awk '/^Mem:/ { print $2 }') GiB, $(uname -sr); Redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2) with
-\`--appendonly yes --appendfsync everysec\`. Ingest: server and Redis pinned to CPU 0, wrk (1 thread,
-50 connections, 1 KB JSON body) on CPU 1, median of $runs runs of ${secs} s after a warm-up. The
-machine is shared: compare the ratios, measured in the same run, rather than absolute numbers.
+\`--appendonly yes --appendfsync everysec\`. Ingest: servers and Redis pinned to CPU 0, wrk (1 thread,
+50 connections, 1 KB JSON body) on CPU 1, median of $runs rounds of ${secs} s after a warm-up. The
+relay, the peer and nginx+Lua listen at once, and each round measures each of them in turn from
+an empty Redis, so the machine's drift hits all three alike. The machine is shared: compare the
+ratios, measured in the same run, rather than absolute numbers.
 
 ## Ingest (POST → XADD → 200)
 
@@ -41,6 +45,10 @@ machine is shared: compare the ratios, measured in the same run, rather than abs
 Against the axum peer, same run: **throughput $(ratio "$relay_rps" "$peer_rps")×** (target ≥ 1.2), **server CPU per webhook
 $(ratio "$relay_us" "$peer_us")×** (target ≤ 0.6), p99 $relay_p99 ms against $peer_p99 ms. Targets of the nginx
 reference: ratio ≥ 1.3, p99 ≤ 3 ms, idle RSS ≤ 4 MB.
+
+Round by round against the peer (req/s ratio / server CPU per webhook ratio, each pair
+measured within the same minute): $rounds; medians **${med_rps}×** req/s and **${med_cpu}×**
+server CPU per webhook.
 
 ## Delivery (server → Redis → client → app)
 
