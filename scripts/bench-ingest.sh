@@ -61,6 +61,7 @@ unset SSL_CERT_FILE SSL_CERT_DIR
 auth_header=$(bench_auth_header "$root")
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+user_ticks() { awk '{ print $14 }' "/proc/$1/stat"; }
 hwm_kb() { awk '/^VmHWM/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 hz=$(getconf CLK_TCK)
 # µs of CPU per request: cpu_us TICKS REQUESTS
@@ -132,7 +133,8 @@ rss_idle=$(rss_kb "${server_pid[relay]}"); peer_idle=$(rss_kb "${server_pid[axum
 # The rounds alternate between the systems, the order turning each round, so that the
 # machine's drift (a shared machine's speed can change by 2x from one minute to the next)
 # hits all of them alike. Each round starts from an empty Redis, outside the measured CPU,
-# and appends "rps p50 p99 requests non2xx server_ticks redis_ticks" to $work/runs.NAME.
+# and appends "rps p50 p99 requests non2xx server_ticks redis_ticks server_user_ticks" to
+# $work/runs.NAME.
 systems=(relay axum_peer nginx_lua)
 for name in "${systems[@]}"; do
   fresh_redis "$redis_port"; wrk_run "${url[$name]}" 3 >/dev/null # warm-up
@@ -142,30 +144,33 @@ for round in $(seq "$runs"); do
   for i in 0 1 2; do
     name=${systems[$(( (round + i) % 3 ))]}
     fresh_redis "$redis_port"
-    s0=$(ticks "${server_pid[$name]}"); r0=$(ticks "$redis_pid")
+    pid=${server_pid[$name]}
+    s0=$(ticks "$pid"); u0=$(user_ticks "$pid"); r0=$(ticks "$redis_pid")
     line=$(wrk_run "${url[$name]}" "$secs")
-    echo "$line $(( $(ticks "${server_pid[$name]}") - s0 )) $(( $(ticks "$redis_pid") - r0 ))" >>"$work/runs.$name"
+    echo "$line $(( $(ticks "$pid") - s0 )) $(( $(ticks "$redis_pid") - r0 ))" \
+      "$(( $(user_ticks "$pid") - u0 ))" >>"$work/runs.$name"
   done
 done
 
-# NAME -> "rps p50 p99 server_µs redis_µs": medians of the rounds, CPU over all of them.
+# NAME -> "rps p50 p99 server_µs redis_µs server_user_µs": medians of the rounds, CPU over
+# all of them.
 summary() {
-  local f=$work/runs.$1
+  local f=$work/runs.$1 n st rt ut
   check_rounds "${url[$1]}" "$f"
-  read -r n st rt < <(awk '{ n += $4; s += $6; r += $7 } END { print n + 0, s + 0, r + 0 }' "$f")
-  printf '%s %s %s %s %s\n' "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f2 "$f" | median)" \
-    "$(cut -d' ' -f3 "$f" | median)" "$(cpu_us "$st" "$n")" "$(cpu_us "$rt" "$n")"
+  read -r n st rt ut < <(awk '{ n += $4; s += $6; r += $7; u += $8 } END { print n + 0, s + 0, r + 0, u + 0 }' "$f")
+  printf '%s %s %s %s %s %s\n' "$(cut -d' ' -f1 "$f" | median)" "$(cut -d' ' -f2 "$f" | median)" \
+    "$(cut -d' ' -f3 "$f" | median)" "$(cpu_us "$st" "$n")" "$(cpu_us "$rt" "$n")" "$(cpu_us "$ut" "$n")"
 }
-read -r relay_rps relay_p50 relay_p99 relay_us relay_redis_us < <(summary relay)
-read -r peer_rps peer_p50 peer_p99 peer_us peer_redis_us < <(summary axum_peer)
-read -r ref_rps ref_p50 ref_p99 _ _ < <(summary nginx_lua)
+read -r relay_rps relay_p50 relay_p99 relay_us relay_redis_us relay_user_us < <(summary relay)
+read -r peer_rps peer_p50 peer_p99 peer_us peer_redis_us peer_user_us < <(summary axum_peer)
+read -r ref_rps ref_p50 ref_p99 _ _ _ < <(summary nginx_lua)
 rss_load=$(rss_kb "${server_pid[relay]}")
 relay_hwm=$(hwm_kb "${server_pid[relay]}"); peer_hwm=$(hwm_kb "${server_pid[axum_peer]}")
 # Round by round, relay against peer: "req/s ratio/CPU-per-webhook ratio" (the rounds' nth
 # lines are the same minute's).
 rounds=$(paste -d' ' "$work/runs.relay" "$work/runs.axum_peer" | awk '{
-  cr = ($4 > 0 ? $6 / $4 : 0); cp = ($11 > 0 ? $13 / $11 : 0)
-  printf "%s%.2f/%.2f", (NR > 1 ? " " : ""), ($8 > 0 ? $1 / $8 : 0), (cp > 0 ? cr / cp : 0) }')
+  cr = ($4 > 0 ? $6 / $4 : 0); cp = ($12 > 0 ? $14 / $12 : 0)
+  printf "%s%.2f/%.2f", (NR > 1 ? " " : ""), ($9 > 0 ? $1 / $9 : 0), (cp > 0 ? cr / cp : 0) }')
 # Their medians: steadier than the pooled figures when one round hit a stall of the machine.
 round_medians=$(for k in 1 2; do tr ' ' '\n' <<<"$rounds" | cut -d/ -f$k | median; done | paste -sd' ')
 for name in "${systems[@]}"; do kill "${server_pid[$name]}"; wait "${server_pid[$name]}" 2>/dev/null || true; done
@@ -197,8 +202,8 @@ CONF
 fi
 
 ratio=$(awk -v a="$relay_rps" -v b="$ref_rps" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
-echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load $relay_hwm $relay_us $relay_redis_us"
-echo "RESULT axum_peer $peer_rps $peer_p50 $peer_p99 $peer_idle $peer_hwm $peer_us $peer_redis_us"
+echo "RESULT relay $relay_rps $relay_p50 $relay_p99 $rss_idle $rss_load $relay_hwm $relay_us $relay_redis_us $relay_user_us"
+echo "RESULT axum_peer $peer_rps $peer_p50 $peer_p99 $peer_idle $peer_hwm $peer_us $peer_redis_us $peer_user_us"
 echo "RESULT nginx_lua $ref_rps $ref_p50 $ref_p99"
 echo "RESULT rounds $rounds"
 echo "RESULT round_medians $round_medians"
@@ -210,7 +215,7 @@ printf '%-26s %10s %9s %9s\n' "crm-relay server" "$relay_rps" "$relay_p50" "$rel
 printf '%-26s %10s %9s %9s\n' "nginx+Lua XADD (reference)" "$ref_rps" "$ref_p50" "$ref_p99"
 printf '%-26s %10s %9s %9s\n' "axum + redis-rs (peer)" "$peer_rps" "$peer_p50" "$peer_p99"
 echo "round by round, relay/peer (req/s ratio / CPU per webhook ratio): $rounds (medians ${round_medians/ //})"
-echo "server CPU per webhook: relay ${relay_us} µs, peer ${peer_us} µs (ratio $(awk -v a="$relay_us" -v b="$peer_us" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'), target <= 0.6); Redis: ${relay_redis_us} / ${peer_redis_us} µs"
+echo "server CPU per webhook: relay ${relay_us} µs (user ${relay_user_us}), peer ${peer_us} µs (user ${peer_user_us}) (ratio $(awk -v a="$relay_us" -v b="$peer_us" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'), target <= 0.6); Redis: ${relay_redis_us} / ${peer_redis_us} µs"
 echo "peak RSS: relay ${relay_hwm} KiB, peer ${peer_hwm} KiB"
 echo "ratio relay/reference: $ratio   (target >= 1.3)"
 echo "relay RSS: idle ${rss_idle} KiB, after load ${rss_load} KiB   (target idle <= 4096 KiB)"

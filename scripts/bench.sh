@@ -9,8 +9,10 @@ runs=${1:-3}; secs=${2:-10}
 ingest=$(REFERENCES=all scripts/bench-ingest.sh "$runs" "$secs")
 delivery=$(scripts/bench-delivery.sh 100000 4 16 64)
 get() { printf '%s\n' "$1" | awk -v k="$2" '$1 == "RESULT" && $2 == k { $1 = ""; $2 = ""; print substr($0, 3) }'; }
-read -r relay_rps relay_p50 relay_p99 rss_idle rss_load relay_hwm relay_us relay_rus < <(get "$ingest" relay)
-read -r peer_rps peer_p50 peer_p99 peer_idle peer_hwm peer_us peer_rus < <(get "$ingest" axum_peer)
+read -r relay_rps relay_p50 relay_p99 rss_idle rss_load relay_hwm relay_us relay_rus relay_uus < <(get "$ingest" relay)
+read -r peer_rps peer_p50 peer_p99 peer_idle peer_hwm peer_us peer_rus peer_uus < <(get "$ingest" axum_peer)
+# "total (user + system)"
+split() { awk -v t="$1" -v u="$2" 'BEGIN { printf "%s (%s + %.1f)", t, u, t - u }'; }
 read -r ref_rps ref_p50 ref_p99 < <(get "$ingest" nginx_lua)
 rounds=$(get "$ingest" rounds)
 read -r med_rps med_cpu < <(get "$ingest" round_medians)
@@ -33,10 +35,10 @@ ratios, measured in the same run, rather than absolute numbers.
 
 ## Ingest (POST → XADD → 200)
 
-| system | req/s | p50 ms | p99 ms | RSS idle / peak | server CPU µs / webhook | Redis CPU µs / webhook | ratio to nginx+Lua |
+| system | req/s | p50 ms | p99 ms | RSS idle / peak | server CPU µs / webhook (user + system) | Redis CPU µs / webhook | ratio to nginx+Lua |
 |---|---:|---:|---:|---|---:|---:|---:|
-| **crm-relay server** (static musl binary) | $relay_rps | $relay_p50 | $relay_p99 | $rss_idle KiB / $relay_hwm KiB | $relay_us | $relay_rus | **$(ratio "$relay_rps")** |
-| axum + redis-rs peer (\`bench/axum-peer\`) | $peer_rps | $peer_p50 | $peer_p99 | $peer_idle KiB / $peer_hwm KiB | $peer_us | $peer_rus | $(ratio "$peer_rps") |
+| **crm-relay server** (static musl binary) | $relay_rps | $relay_p50 | $relay_p99 | $rss_idle KiB / $relay_hwm KiB | $(split "$relay_us" "$relay_uus") | $relay_rus | **$(ratio "$relay_rps")** |
+| axum + redis-rs peer (\`bench/axum-peer\`) | $peer_rps | $peer_p50 | $peer_p99 | $peer_idle KiB / $peer_hwm KiB | $(split "$peer_us" "$peer_uus") | $peer_rus | $(ratio "$peer_rps") |
 | nginx + Lua XADD (reference, \`bench/\`) | $ref_rps | $ref_p50 | $ref_p99 | — | — | — | 1.00 |
 | nginx \`return 200\`, no Redis (HTTP ceiling) | $ret_rps | $ret_p50 | $ret_p99 | — | — | — | $(ratio "$ret_rps") |
 | redis-benchmark XADD 1 KB, 50 clients (Redis ceiling) | $rb_rps | — | — | — | — | — | $(ratio "$rb_rps") |
