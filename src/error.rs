@@ -166,18 +166,24 @@ impl From<UsageError> for Fatal {
     }
 }
 
-/// Prints an error with its chain of causes: `binding 0.0.0.0:80: permission denied`.
+/// Prints an error with its chain of causes: `binding 0.0.0.0:80: permission denied`. A
+/// cause whose text the line already ends with is not repeated: some errors (the redis
+/// crate's) print their source in their own message and return it as `source()` too.
 pub struct Report<'a>(pub &'a dyn Error);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)?;
+        let mut line = self.0.to_string();
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            write!(f, ": {e}")?;
+            let text = e.to_string();
+            if !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
             cause = e.source();
         }
-        Ok(())
+        f.write_str(&line)
     }
 }
 
@@ -210,6 +216,39 @@ mod tests {
             (conflict.exit_code(), conflict.help_helps()),
             (2, false),
             "exit code 2 as for any configuration error, without the --help hint"
+        );
+    }
+
+    /// An error whose message already ends with its cause's (the redis crate's connection
+    /// errors: "redis connection failed: Connection refused (os error 111)", whose source is
+    /// that io error).
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl fmt::Display for Repeats {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "redis connection failed: {}", self.0)
+        }
+    }
+
+    impl Error for Repeats {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_printed_twice() {
+        let refused = || std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(
+            Report(&Repeats(refused())).to_string(),
+            "redis connection failed: refused"
+        );
+        // Wrapped once more, by an error that names only itself.
+        let e = Fatal::Start(std::io::Error::other(Repeats(refused())));
+        assert_eq!(
+            Report(&e).to_string(),
+            "starting: redis connection failed: refused"
         );
     }
 }
