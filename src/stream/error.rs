@@ -36,6 +36,15 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Timeout(d) => write!(f, "redis did not answer within {d:?}"),
+            StoreError::Connection(e) | StoreError::Refused(e) if bad_credentials(e) => f
+                .write_str(
+                    "redis refused the credentials in REDIS_URL (a wrong password, or an ACL \
+                     user that does not exist or is off)",
+                ),
+            StoreError::Refused(e) if e.code() == Some("NOAUTH") => f.write_str(
+                "redis asks for a password and REDIS_URL has none: redis://:PASSWORD@host:port \
+                 (or redis://USER:PASSWORD@host:port for an ACL user)",
+            ),
             StoreError::Connection(e) => {
                 let text = e.to_string();
                 if text.contains("UnknownIssuer") {
@@ -62,6 +71,12 @@ impl fmt::Display for StoreError {
             ),
         }
     }
+}
+
+/// Whether Redis refused the username or password: the redis crate's own kind when `AUTH`
+/// fails while connecting, `WRONGPASS` when an `AUTH` reply reaches us as is.
+fn bad_credentials(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS")
 }
 
 impl std::error::Error for StoreError {

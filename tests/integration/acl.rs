@@ -93,3 +93,33 @@ async fn the_readme_acl_users_run_both_roles_and_the_tools() {
     let (code, _, err) = run_relay(&["dlq", "list"], &tools);
     assert_eq!(code, 0, "{err}");
 }
+
+/// A Redis that wants a password, asked without one and with a wrong one: `check` says what
+/// is wrong with REDIS_URL (never the password), and exits 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_a_missing_or_wrong_redis_password() {
+    let redis = Redis::start_with(&["--requirepass", "right-pw-51c2"]).await;
+    let cases = [
+        (
+            format!("redis://127.0.0.1:{}", redis.port),
+            "redis asks for a password and REDIS_URL has none",
+        ),
+        (
+            format!("redis://:wrong-pw-9d1e@127.0.0.1:{}", redis.port),
+            "redis refused the credentials in REDIS_URL",
+        ),
+        (
+            format!("redis://someone:wrong-pw-9d1e@127.0.0.1:{}", redis.port),
+            "redis refused the credentials in REDIS_URL",
+        ),
+    ];
+    for (url, says) in &cases {
+        let (code, out, err) = run_relay(
+            &["check", "server"],
+            &[("REDIS_URL", url), ("RELAY_API_KEYS", "k")],
+        );
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(out.contains(says), "{url}: {out}{err}");
+        assert!(!format!("{out}{err}").contains("-pw-"), "{out}{err}");
+    }
+}
