@@ -8,11 +8,12 @@ use crate::shutdown::Shutdown;
 use crate::stream::Layout;
 
 /// Checks the layout and records the configured number, retrying while Redis is
-/// unreachable (as the consumer groups' setup does).
-pub async fn settle(common: &CommonConfig, shutdown: &mut Shutdown) -> Result<(), Fatal> {
+/// unreachable (as the consumer groups' setup does). `false` when `shutdown` came first.
+pub async fn settle(common: &CommonConfig, shutdown: &mut Shutdown) -> Result<bool, Fatal> {
     let now = common.topology.partitions;
     let doing = "checking the partitions' layout";
-    match super::at_start(doing, shutdown, || Layout::settle(common)).await? {
+    let store = Layout::store(common).map_err(|error| Fatal::Store { doing, error })?;
+    match super::at_start(doing, shutdown, || Layout::settle(&store, common)).await? {
         Some(stranded @ Layout::Stranded { .. }) => {
             let why = stranded.message(now).unwrap_or_default();
             Err(Fatal::Config(ConfigError::conflict(
@@ -24,8 +25,8 @@ pub async fn settle(common: &CommonConfig, shutdown: &mut Shutdown) -> Result<()
             if let Some(changed) = layout.message(now) {
                 log::warn!("{changed}");
             }
-            Ok(())
+            Ok(true)
         }
-        None => Ok(()),
+        None => Ok(false),
     }
 }

@@ -109,7 +109,9 @@ impl Client {
     /// group cannot be set up, or if a stream reader stops without a shutdown: then every
     /// partition stops, and the service manager restarts the client.
     pub async fn run(self, mut shutdown: Shutdown) -> Result<(), Fatal> {
-        layout::settle(&self.config.common, &mut shutdown).await?;
+        if !layout::settle(&self.config.common, &mut shutdown).await? {
+            return Ok(()); // stopped while waiting for Redis
+        }
         let config = Arc::new(self.config);
         let mut partitions = JoinSet::new();
         for store in self.stores {
@@ -139,7 +141,9 @@ async fn partition(
     metrics: Arc<ClientMetrics>,
     mut shutdown: Shutdown,
 ) -> Result<(), Fatal> {
-    ensure_group(&store, &mut shutdown).await?;
+    if !ensure_group(&store, &mut shutdown).await? {
+        return Ok(()); // stopped while waiting for Redis
+    }
     let destinations = Destinations::new(&config);
     destinations.name_breakers(&metrics);
     log::info!(
@@ -188,13 +192,19 @@ async fn partition(
     }
 }
 
-/// Creates the consumer group, retrying while Redis is unreachable.
-async fn ensure_group(store: &Store, shutdown: &mut Shutdown) -> Result<(), Fatal> {
+/// Creates the consumer group, retrying while Redis is unreachable. `false` when
+/// `shutdown` came first.
+async fn ensure_group(store: &Store, shutdown: &mut Shutdown) -> Result<bool, Fatal> {
     let doing = "setting up the consumer group";
-    if let Some(true) = at_start(doing, shutdown, || store.create_group()).await? {
-        log::info!("created the consumer group at 0 on {}", store.stream());
+    match at_start(doing, shutdown, || store.create_group()).await? {
+        Some(created) => {
+            if created {
+                log::info!("created the consumer group at 0 on {}", store.stream());
+            }
+            Ok(true)
+        }
+        None => Ok(false),
     }
-    Ok(())
 }
 
 /// Runs `op` until Redis answers it, once a second while Redis is unreachable (warned once);

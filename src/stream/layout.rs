@@ -32,14 +32,20 @@ impl Layout {
     /// Compares the configuration with the recorded number, looking into the streams of the
     /// recorded layout that the configured one does not read.
     pub async fn inspect(common: &CommonConfig) -> Result<Layout, StoreError> {
-        Self::inspect_in(&record_store(common)?, common).await
+        Self::inspect_in(&Self::store(common)?, common).await
+    }
+
+    /// The store holding the record: the one-partition layout's stream, whose key is the
+    /// same whatever the number (in a cluster, its own slot).
+    pub fn store(common: &CommonConfig) -> Result<Store, StoreError> {
+        Store::partition(&with_partitions(common, 1), 0)
     }
 
     /// `inspect`, then records the configured number unless that would strand webhooks (the
-    /// client's start).
-    pub async fn settle(common: &CommonConfig) -> Result<Layout, StoreError> {
-        let store = record_store(common)?;
-        let layout = Self::inspect_in(&store, common).await?;
+    /// client's start), through `store` (`Layout::store`: one for all the attempts, so
+    /// Redis being away is logged once).
+    pub async fn settle(store: &Store, common: &CommonConfig) -> Result<Layout, StoreError> {
+        let layout = Self::inspect_in(store, common).await?;
         if !matches!(layout, Layout::Stranded { .. }) {
             store.record_partitions(common.topology.partitions).await?;
         }
@@ -104,12 +110,6 @@ impl Layout {
             }
         }
     }
-}
-
-/// The store holding the record: the one-partition layout's stream, whose key is the same
-/// whatever the number (in a cluster, its own slot).
-fn record_store(common: &CommonConfig) -> Result<Store, StoreError> {
-    Store::partition(&with_partitions(common, 1), 0)
 }
 
 /// `common` with `n` partitions, waiting for no replica: nothing written here is a webhook.

@@ -231,3 +231,47 @@ async fn shutdown_with_a_frozen_redis_is_bounded_and_loses_nothing() {
         "nothing left pending: the unacknowledged ones were delivered again"
     );
 }
+
+/// A client started while Redis refuses it (a wrong password here) retries once a second and
+/// says so once, not at every attempt; a SIGTERM meanwhile stops it without a word about
+/// delivering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_waiting_for_redis_at_start_warns_once_and_stops_cleanly() {
+    let redis = Redis::start_with(&["--requirepass", "right-pw"]).await;
+    // One connection of ours: what the count adds up is the client's.
+    let ours = std::sync::Mutex::new(redis.conn());
+    let connections = || {
+        let info: String = redis::cmd("INFO")
+            .arg("stats")
+            .query(&mut *ours.lock().unwrap())
+            .expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let url = format!("redis://:wrong-pw@127.0.0.1:{}", redis.port);
+    let mut child = client_process(
+        &redis,
+        "p:wait",
+        "http://127.0.0.1:1/",
+        &[("REDIS_URL", &url)],
+    );
+    child.logs("redis unreachable at start").await;
+    // Three attempts more, each on a connection of its own.
+    let after_first = connections();
+    let retried = eventually(Duration::from_secs(20), || {
+        std::future::ready(connections() >= after_first + 3)
+    })
+    .await;
+    assert!(retried, "the client retries");
+    signal(child.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut child.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = child.lines.rest(Duration::from_secs(5)).await;
+    assert_eq!(log.matches("redis unreachable").count(), 2, "{log}");
+    assert_eq!(log.matches("unreachable at start").count(), 1, "{log}");
+    assert!(!log.contains("delivering"), "{log}");
+}
