@@ -166,17 +166,19 @@ impl From<UsageError> for Fatal {
     }
 }
 
-/// Prints an error with its chain of causes: `binding 0.0.0.0:80: permission denied`. A
-/// cause whose text the line already ends with is not repeated: some errors (the redis
-/// crate's) print their source in their own message and return it as `source()` too.
+/// Prints an error with its chain of causes on one line: `binding 0.0.0.0:80: permission
+/// denied`. A cause whose text the line already ends with is not repeated: some errors (the
+/// redis crate's) print their source in their own message and return it as `source()` too.
+/// A message of several lines (the redis crate's parse errors) is joined with `; `: one
+/// event, one log line.
 pub struct Report<'a>(pub &'a dyn Error);
 
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = self.0.to_string();
+        let mut line = one_line(&self.0.to_string());
         let mut cause = self.0.source();
         while let Some(e) = cause {
-            let text = e.to_string();
+            let text = one_line(&e.to_string());
             if !line.ends_with(&text) {
                 line.push_str(": ");
                 line.push_str(&text);
@@ -184,6 +186,21 @@ impl fmt::Display for Report<'_> {
             cause = e.source();
         }
         f.write_str(&line)
+    }
+}
+
+/// `text`'s non-blank lines, trimmed, joined with `; `.
+fn one_line(text: &str) -> String {
+    match text.contains(['\n', '\r']) {
+        false => text.to_owned(),
+        true => {
+            let lines: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            lines.join("; ")
+        }
     }
 }
 
@@ -235,6 +252,17 @@ mod tests {
         fn source(&self) -> Option<&(dyn Error + 'static)> {
             Some(&self.0)
         }
+    }
+
+    #[test]
+    fn a_message_of_several_lines_is_printed_on_one() {
+        let e = Fatal::Start(std::io::Error::other(
+            "Parse error at 1\nUnexpected `72`\r\n\nUnexpected `84`\n",
+        ));
+        assert_eq!(
+            Report(&e).to_string(),
+            "starting: Parse error at 1; Unexpected `72`; Unexpected `84`"
+        );
     }
 
     #[test]

@@ -41,6 +41,10 @@ impl fmt::Display for StoreError {
                     "redis refused the credentials in REDIS_URL (a wrong password, or an ACL \
                      user that does not exist or is off)",
                 ),
+            StoreError::Connection(e) if e.kind() == redis::ErrorKind::Parse => f.write_str(
+                "redis connection failed: not a Redis answer (is another service on REDIS_URL's \
+                 port?)",
+            ),
             StoreError::Refused(e) if e.code() == Some("NOAUTH") => f.write_str(
                 "redis asks for a password and REDIS_URL has none: redis://:PASSWORD@host:port \
                  (or redis://USER:PASSWORD@host:port for an ACL user)",

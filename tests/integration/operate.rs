@@ -547,3 +547,41 @@ async fn the_backlog_cap_is_exact() {
     assert_eq!(statuses, [200, 200, 200, 200, 200, 503, 503, 503]);
     assert_eq!(redis.xlen("o:exact"), 5);
 }
+
+/// REDIS_URL pointing at another service (here a web server): `check` says that what
+/// answered is not Redis, on one line, instead of the parser's multi-line byte codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_when_redis_url_reaches_another_service() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/html\r\n\r\n<html>bad</html>\n")
+                .await;
+        }
+    });
+    let url = format!("redis://127.0.0.1:{port}");
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_relay(
+            &["check", "server"],
+            &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("an error line: {out}{err}"));
+    assert!(line.contains("not a Redis answer"), "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.trim().is_empty()).count(),
+        0,
+        "{out}"
+    );
+}
