@@ -1,7 +1,8 @@
 //! `--env-file`: `KEY=VALUE` lines, `#` comments on their own lines, optional quotes. Written
 //! to mean the same under systemd's `EnvironmentFile=` (which is not a shell): an inline
 //! ` # comment` (systemd keeps it in the value) and an `export ` prefix (systemd ignores the
-//! line) are refused with the line number rather than read differently.
+//! line) are refused with the line number rather than read differently; so is a leading
+//! byte order mark, which would otherwise end up in the first variable's name.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,6 +40,13 @@ pub fn read(path: &std::path::Path) -> Result<HashMap<String, String>, EnvFileEr
 
 /// Parses an env file.
 pub fn parse(text: &str) -> Result<HashMap<String, String>, EnvFileError> {
+    if text.starts_with('\u{feff}') {
+        return Err(at(
+            0,
+            "starts with a byte order mark (U+FEFF, which some Windows editors add): save the \
+             file as UTF-8 without BOM",
+        ));
+    }
     let mut vars = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim();
@@ -110,6 +118,16 @@ mod tests {
         assert!(
             err.to_string()
                 .starts_with("line 2: 'export ' is not allowed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_named() {
+        let err = parse("\u{feff}REDIS_URL=redis://127.0.0.1:6379\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("line 1: starts with a byte order mark"),
             "{err}"
         );
     }
