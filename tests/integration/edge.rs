@@ -331,18 +331,34 @@ async fn unauthenticated_uploads_keep_memory_small_and_keyed_webhooks_pass() {
             status_of(&mut c).await.unwrap_or(0)
         });
     }
-    // Meanwhile, webhooks with a valid key.
-    let mut keyed = 0;
+    // Meanwhile, webhooks with a valid key. The flood must not refuse them; on a machine
+    // starved enough that Redis misses the server's deadline (seen with two CPU hogs
+    // beside the test), the answer is `503 storage unavailable`, and they are retried as a
+    // sender retries. Any other answer is a failure.
+    let (mut keyed, mut retried) = (0, 0);
+    let mut refused = Vec::new();
     for i in 0..20 {
         let raw = post(
             "/webhook",
             &[("X-API-Key", API_KEY)],
             format!("keyed-{i}").as_bytes(),
         );
-        let mut c = Conn::connect(addr).await;
-        c.send(&raw).await;
-        if c.response().await.is_some_and(|r| r.status == 200) {
-            keyed += 1;
+        for _attempt in 0..5 {
+            let mut c = Conn::connect(addr).await;
+            c.send(&raw).await;
+            match c.response().await {
+                Some(r) if r.status == 200 => {
+                    keyed += 1;
+                    break;
+                }
+                Some(r) if r.status == 503 && r.body.ends_with(b"\"storage unavailable\"}") => {
+                    retried += 1
+                }
+                other => {
+                    refused.push((i, other.map(|r| r.status)));
+                    break;
+                }
+            }
         }
     }
     let mut statuses = std::collections::BTreeMap::new();
@@ -351,16 +367,26 @@ async fn unauthenticated_uploads_keep_memory_small_and_keyed_webhooks_pass() {
     }
     let peak = peak_rss_kib(server.child.id());
     eprintln!(
-        "{CONNECTIONS} uploads of 4 MiB without valid credentials: answers {statuses:?}; server peak RSS {} KiB (before: {before} KiB); {keyed}/20 keyed webhooks stored",
+        "{CONNECTIONS} uploads of 4 MiB without valid credentials: answers {statuses:?}; server peak RSS {} KiB (before: {before} KiB); {keyed}/20 keyed webhooks stored ({retried} retried after 503 storage unavailable)",
         peak
     );
-    assert_eq!(keyed, 20, "keyed webhooks kept getting 200");
+    assert_eq!(
+        keyed, 20,
+        "keyed webhooks kept getting 200; refused: {refused:?}"
+    );
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     assert!(
         statuses.keys().all(|s| [401, 503].contains(s)),
         "only refusals: {statuses:?}"
     );
-    assert_eq!(redis.xlen("e:flood"), 20);
+    // Each keyed webhook once; a timed-out append may have landed too (at least once).
+    let bodies: std::collections::BTreeSet<Vec<u8>> = redis
+        .entries("e:flood")
+        .into_iter()
+        .map(|(_, f)| f["body"].clone())
+        .collect();
+    assert_eq!(bodies.len(), 20);
+    assert!(redis.xlen("e:flood") <= 20 + retried);
 }
 
 /// Item 8: nobody can flood the log. 200 refused senders and 200 failed handshakes write
