@@ -238,13 +238,19 @@ impl Store {
     ) -> Result<(u64, redis::Value), StoreError> {
         // Only calls large enough to say something about the link are timed.
         let started = link::significant(bytes).then(Instant::now);
+        // A failure says which limit ran out: connecting has its own (`CONNECT_TIMEOUT`).
         let attempt = async {
-            let (generation, mut conn) = self.connection().await?;
+            let (generation, mut conn) = self
+                .connection()
+                .await
+                .map_err(|(generation, e)| (generation, e, CONNECT_TIMEOUT))?;
             let reply = match query {
                 Query::Cmd(cmd) => cmd.query_async::<redis::Value>(&mut conn).await,
                 Query::Pipe(pipe) => pipe.query_async::<redis::Value>(&mut conn).await,
             };
-            reply.map(|v| (generation, v)).map_err(|e| (generation, e))
+            reply
+                .map(|v| (generation, v))
+                .map_err(|e| (generation, e, deadline))
         };
         let result = match tokio::time::timeout(deadline, attempt).await {
             Ok(Ok(v)) => {
@@ -253,7 +259,7 @@ impl Store {
                 }
                 Ok(v)
             }
-            Ok(Err((generation, e))) => Err(self.classify(generation, e, deadline)),
+            Ok(Err((generation, e, limit))) => Err(self.classify(generation, e, limit)),
             Err(_) => {
                 // A timed-out command may still run on the server; the socket may be dead
                 // without anyone noticing (frozen Redis): start over on a new one.

@@ -124,3 +124,27 @@ async fn two_thousand_concurrent_posts_are_two_thousand_entries() {
     bodies.dedup();
     assert_eq!(bodies.len(), 2000, "every body stored once");
 }
+
+/// A Redis frozen before the first connection: the connection is accepted (by the kernel)
+/// and never answered. The error names the limit that ran out, the connect timeout, not the
+/// deadline of the command that never got to run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_frozen_before_the_first_connection_is_reported_with_the_connect_limit() {
+    let redis = Redis::start().await;
+    redis.signal("STOP");
+    let url = redis.url();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run_relay(
+            &["check", "server"],
+            &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
+        )
+    })
+    .await
+    .unwrap();
+    redis.signal("CONT");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("cannot use redis: redis did not answer within 1s"),
+        "{out}{err}"
+    );
+}
