@@ -45,6 +45,10 @@ impl fmt::Display for StoreError {
                 "redis connection failed: not a Redis answer (is another service on REDIS_URL's \
                  port?)",
             ),
+            StoreError::Connection(e) if e.code() == Some("LOADING") => f.write_str(
+                "redis is loading its dataset into memory (it has just started): not usable \
+                 until it is done",
+            ),
             StoreError::Refused(e) if e.code() == Some("NOAUTH") => f.write_str(
                 "redis asks for a password and REDIS_URL has none: redis://:PASSWORD@host:port \
                  (or redis://USER:PASSWORD@host:port for an ACL user)",
@@ -101,6 +105,10 @@ impl StoreError {
         if e.code().is_some_and(|c| MISDIRECTED.contains(&c)) {
             // A node that is no longer (or not) the primary for this key: a connection to
             // drop, so that the next command asks Sentinel or the Cluster again.
+            StoreError::Connection(e)
+        } else if e.code() == Some("LOADING") {
+            // A Redis that has just started reads its dataset first, answering every command
+            // so until it is done: as if it were not up yet, not a refusal.
             StoreError::Connection(e)
         } else if e.code().is_some() && !e.is_connection_dropped() {
             StoreError::Refused(e)

@@ -275,3 +275,43 @@ async fn a_client_waiting_for_redis_at_start_warns_once_and_stops_cleanly() {
     assert_eq!(log.matches("unreachable at start").count(), 1, "{log}");
     assert!(!log.contains("delivering"), "{log}");
 }
+
+/// A client started while Redis loads its dataset (just rebooted, a large dataset: it
+/// answers `LOADING` to everything) waits for it, saying so once, instead of exiting; then it
+/// delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_started_while_redis_loads_its_dataset_waits_for_it() {
+    let mut redis = Redis::start().await;
+    // 300 keys of 1 KB in the AOF's RDB base file, which key-load-delay slows down.
+    let mut conn = redis.conn();
+    let value = vec![b'x'; 1000];
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&value)
+            .query(&mut conn)
+            .unwrap();
+    }
+    let _: () = redis::cmd("BGREWRITEAOF").query(&mut conn).unwrap();
+    let rewritten = eventually(Duration::from_secs(20), || {
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query(&mut conn)
+            .unwrap();
+        std::future::ready(
+            info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0"),
+        )
+    })
+    .await;
+    assert!(rewritten);
+    drop(conn);
+    redis.restart_loading_slowly(20_000).await; // about 6 s
+    let sink = Sink::start().await;
+    let mut child = client_process(&redis, "p:loading", &sink.url(), &[]);
+    child.logs("redis is loading its dataset").await;
+    child.logs("delivering p:loading").await;
+    assert!(
+        child.child.try_wait().unwrap().is_none(),
+        "the client is running"
+    );
+}

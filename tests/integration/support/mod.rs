@@ -137,15 +137,15 @@ impl Redis {
         // probe and Redis binding it, which Redis says; then try another.
         for _ in 0..5 {
             redis.port = free_port();
-            if redis.spawn().await {
+            if redis.spawn("Ready to accept connections").await {
                 return redis;
             }
         }
         panic!("redis-server did not start (is it installed? scripts/test.sh installs it)");
     }
 
-    /// Starts redis-server and waits for it to say it is ready (or that it failed).
-    async fn spawn(&mut self) -> bool {
+    /// Starts redis-server and waits for it to say `ready` (or that it failed).
+    async fn spawn(&mut self, ready: &str) -> bool {
         let mut cmd = Command::new("redis-server");
         let port = self.port.to_string();
         match self.tls {
@@ -170,10 +170,10 @@ impl Redis {
         let mut lines = process::watch(child.stdout.take().expect("piped"), "redis");
         let said = lines
             .until(Duration::from_secs(10), |l| {
-                l.contains("Ready to accept connections") || l.contains("aborting")
+                l.contains(ready) || l.contains("aborting")
             })
             .await;
-        if said.is_some_and(|l| l.contains("Ready to accept connections")) {
+        if said.is_some_and(|l| l.contains(ready)) {
             self.child = Some(child);
             true
         } else {
@@ -204,8 +204,33 @@ impl Redis {
     pub async fn restart(&mut self) {
         self.kill();
         assert!(
-            self.spawn().await,
+            self.spawn("Ready to accept connections").await,
             "redis-server did not restart on port {}",
+            self.port
+        );
+    }
+
+    /// Restarts it loading its data slowly (`key-load-delay` µs a key, answering `LOADING`
+    /// between keys), and returns as it starts loading: a Redis that has just rebooted with
+    /// a large dataset. Later restarts load at full speed.
+    pub async fn restart_loading_slowly(&mut self, key_load_delay_us: u32) {
+        self.kill();
+        let usual = self.extra.clone();
+        let delay = key_load_delay_us.to_string();
+        self.extra.extend(
+            [
+                "--key-load-delay",
+                &delay,
+                "--loading-process-events-interval-bytes",
+                "1024",
+            ]
+            .map(String::from),
+        );
+        let loading = self.spawn("Loading RDB").await;
+        self.extra = usual;
+        assert!(
+            loading,
+            "redis-server did not start loading on port {}",
             self.port
         );
     }
