@@ -565,14 +565,11 @@ async fn check_says_when_redis_url_reaches_another_service() {
         }
     });
     let url = format!("redis://127.0.0.1:{port}");
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        run_relay(
-            &["check", "server"],
-            &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
-        )
-    })
-    .await
-    .unwrap();
+    let (code, out, err) = run_relay_off_runtime(
+        &["check", "server"],
+        &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
+    )
+    .await;
     assert_eq!(code, 1, "{out}{err}");
     let line = out
         .lines()

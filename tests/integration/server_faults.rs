@@ -133,14 +133,11 @@ async fn a_redis_frozen_before_the_first_connection_is_reported_with_the_connect
     let redis = Redis::start().await;
     redis.signal("STOP");
     let url = redis.url();
-    let (code, out, err) = tokio::task::spawn_blocking(move || {
-        run_relay(
-            &["check", "server"],
-            &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
-        )
-    })
-    .await
-    .unwrap();
+    let (code, out, err) = run_relay_off_runtime(
+        &["check", "server"],
+        &[("REDIS_URL", &url), ("RELAY_API_KEYS", "k")],
+    )
+    .await;
     redis.signal("CONT");
     assert_eq!(code, 1, "{out}{err}");
     assert!(

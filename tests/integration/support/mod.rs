@@ -751,6 +751,23 @@ pub fn run_relay(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) 
     )
 }
 
+/// `run_relay` on a blocking thread, so the test's own tasks (a fake service, a signal to
+/// send) keep running meanwhile.
+pub async fn run_relay_off_runtime(args: &[&str], vars: &[(&str, &str)]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let vars: Vec<(String, String)> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        run_relay(&args, &vars)
+    })
+    .await
+    .expect("crm-relay ran")
+}
+
 /// A `crm-relay` process of ours, killed on drop, with what it logs.
 pub struct Proc {
     pub child: Child,
