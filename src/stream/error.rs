@@ -49,6 +49,10 @@ impl fmt::Display for StoreError {
                 "redis is loading its dataset into memory (it has just started): not usable \
                  until it is done",
             ),
+            StoreError::Connection(e) if e.code() == Some("BUSY") => f.write_str(
+                "redis is busy running a script past its busy-reply-threshold (a long EVAL or \
+                 FCALL): not usable until it ends or SCRIPT KILL (FUNCTION KILL) stops it",
+            ),
             StoreError::Refused(e) if e.code() == Some("NOAUTH") => f.write_str(
                 "redis asks for a password and REDIS_URL has none: redis://:PASSWORD@host:port \
                  (or redis://USER:PASSWORD@host:port for an ACL user)",
@@ -106,9 +110,10 @@ impl StoreError {
             // A node that is no longer (or not) the primary for this key: a connection to
             // drop, so that the next command asks Sentinel or the Cluster again.
             StoreError::Connection(e)
-        } else if e.code() == Some("LOADING") {
-            // A Redis that has just started reads its dataset first, answering every command
-            // so until it is done: as if it were not up yet, not a refusal.
+        } else if matches!(e.code(), Some("LOADING" | "BUSY")) {
+            // A Redis that has just started reads its dataset first, and one running a script
+            // past its busy threshold serves nothing else: each answers every command so until
+            // it is done. As if it were not up yet, not a refusal.
             StoreError::Connection(e)
         } else if e.code().is_some() && !e.is_connection_dropped() {
             StoreError::Refused(e)

@@ -315,3 +315,43 @@ async fn a_client_started_while_redis_loads_its_dataset_waits_for_it() {
         "the client is running"
     );
 }
+
+/// A client started while a Lua script holds Redis past its busy threshold (Redis answers
+/// `BUSY` to everything until the script ends or `SCRIPT KILL` stops it) waits, saying why,
+/// instead of exiting; once the script is killed, it delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_started_while_a_script_holds_redis_waits_for_it() {
+    let redis = Redis::start().await;
+    // busy-reply-threshold's older name, which every Redis 7 (and 6) knows.
+    redis.config_set("lua-time-limit", "50");
+    let mut conn = redis.conn();
+    // The script runs on a thread of its own: its connection waits for the script's end.
+    let mut script = redis.conn();
+    let looping = std::thread::spawn(move || {
+        redis::cmd("EVAL")
+            .arg("while true do end")
+            .arg(0)
+            .query::<redis::Value>(&mut script)
+    });
+    let busy = eventually(Duration::from_secs(10), || {
+        let answer = redis::cmd("PING").query::<String>(&mut conn);
+        std::future::ready(answer.is_err_and(|e| e.code() == Some("BUSY")))
+    })
+    .await;
+    assert!(busy, "redis answers BUSY");
+    let sink = Sink::start().await;
+    let mut child = client_process(&redis, "p:busy", &sink.url(), &[]);
+    child.logs("redis is busy running a script").await;
+    assert!(
+        child.child.try_wait().unwrap().is_none(),
+        "the client waits"
+    );
+    let _: () = redis::cmd("SCRIPT").arg("KILL").query(&mut conn).unwrap();
+    assert!(looping.join().unwrap().is_err(), "the script was killed");
+    child.logs("delivering p:busy").await;
+    redis.add_webhook("p:busy", b"after the script");
+    let delivered = sink
+        .wait_for(Duration::from_secs(20), |got| got.len() == 1)
+        .await;
+    assert!(delivered, "the webhook added after the script is delivered");
+}
