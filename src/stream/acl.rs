@@ -33,11 +33,7 @@ pub const CLIENT: &[Probe] = &[
     ("HSET", &["f", "v"]), // the next probe removes it again
     ("HDEL", &["f"]),
     ("HSCAN", &["0"]),
-    ("EVAL", &[]),
-    // Acknowledgements are MULTI/EXEC: without them each XACK still runs, but the client
-    // sees an error and writes it again and again.
-    ("MULTI", &[]),
-    ("EXEC", &[]),
+    ("EVAL", &[]), // acknowledgements, dead letters, cleanups
 ];
 
 /// Wanted by the client but not needed: `PUBLISH` on `<stream>:activity` (a channel, so the
@@ -63,19 +59,6 @@ impl Store {
                 }
                 "EVAL" => {
                     cmd.arg("return 1").arg(0);
-                }
-                // Permissions are checked before arity and state: EXEC alone answers
-                // NOPERM or "EXEC without MULTI"; MULTI is followed by EXEC right away.
-                "EXEC" => {}
-                "MULTI" => {
-                    let mut pipe = redis::pipe();
-                    pipe.cmd("MULTI").cmd("EXEC");
-                    match self.run_pipe::<redis::Value>(&pipe, 0).await {
-                        Err(e) if e.code() == Some("NOPERM") => denied.push(*name),
-                        Err(e) if !e.is_refusal() => return Err(e),
-                        _ => {}
-                    }
-                    continue;
                 }
                 _ => {
                     cmd.arg(&key).arg(*args);

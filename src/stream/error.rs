@@ -91,6 +91,16 @@ fn bad_credentials(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::AuthenticationFailed || e.code() == Some("WRONGPASS")
 }
 
+/// The code Redis answered with. For a pipeline, the first failed command's: the redis crate
+/// names a pipeline's code only when it knows the code (`NOPERM`, not `OOM`), and a refusal
+/// taken for a broken connection would be logged as `redis unreachable` and reconnected.
+fn reply_code(e: &redis::RedisError) -> Option<String> {
+    e.code().map(str::to_owned).or_else(|| {
+        let failed = e.clone().into_server_errors()?;
+        failed.first().map(|(_, reply)| reply.code().to_owned())
+    })
+}
+
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -106,21 +116,18 @@ impl StoreError {
     /// What a failed command means: an error reply on a healthy connection is a refusal;
     /// anything else means the connection must not be used again.
     pub(super) fn from_redis(e: redis::RedisError, deadline: Duration) -> StoreError {
-        if e.code().is_some_and(|c| MISDIRECTED.contains(&c)) {
+        let code = reply_code(&e);
+        match code.as_deref() {
             // A node that is no longer (or not) the primary for this key: a connection to
             // drop, so that the next command asks Sentinel or the Cluster again.
-            StoreError::Connection(e)
-        } else if matches!(e.code(), Some("LOADING" | "BUSY")) {
+            Some(c) if MISDIRECTED.contains(&c) => StoreError::Connection(e),
             // A Redis that has just started reads its dataset first, and one running a script
             // past its busy threshold serves nothing else: each answers every command so until
             // it is done. As if it were not up yet, not a refusal.
-            StoreError::Connection(e)
-        } else if e.code().is_some() && !e.is_connection_dropped() {
-            StoreError::Refused(e)
-        } else if e.is_timeout() {
-            StoreError::Timeout(deadline)
-        } else {
-            StoreError::Connection(e)
+            Some("LOADING" | "BUSY") => StoreError::Connection(e),
+            Some(_) if !e.is_connection_dropped() => StoreError::Refused(e),
+            _ if e.is_timeout() => StoreError::Timeout(deadline),
+            _ => StoreError::Connection(e),
         }
     }
 

@@ -45,6 +45,19 @@ redis.call('HDEL', KEYS[3], ARGV[2])
 return {1, id}
 ";
 
+/// Acknowledges `ARGV[2..]` in group `ARGV[1]` of `KEYS[1]` and forgets their attempt counts
+/// (`KEYS[2]`), atomically. A script rather than MULTI: a Redis full to its `maxmemory`
+/// refuses every command queued in a MULTI, while a script runs XACK and HDEL, which only
+/// free memory. In slices, as Lua's `unpack` is limited to a few thousand values and one call
+/// may carry every acknowledgement queued while Redis was away.
+const ACK_SCRIPT: &str = r"
+for i = 2, #ARGV, 1000 do
+  local last = math.min(i + 999, #ARGV)
+  redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, i, last))
+  redis.call('HDEL', KEYS[2], unpack(ARGV, i, last))
+end
+";
+
 /// What a dead-letter write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeadLettered {
@@ -78,7 +91,9 @@ impl GroupInfo {
 
 impl Store {
     /// Creates the group at id `0` with `MKSTREAM` (so entries stored before the first client
-    /// start are delivered). Returns false when it already existed.
+    /// start are delivered). Returns false when it already existed, also when Redis refuses
+    /// the write itself: a Redis full to its `maxmemory` answers `OOM` to `XGROUP CREATE`
+    /// before looking, and the client must still start to deliver what it holds.
     pub async fn create_group(&self) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("XGROUP");
         cmd.arg("CREATE")
@@ -89,6 +104,13 @@ impl Store {
         match self.run::<()>(&cmd).await {
             Ok(()) => Ok(true),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(false),
+            Err(e) if e.is_refusal() => {
+                let group = self.group_name();
+                match self.groups().await?.iter().any(|g| g.name == group) {
+                    true => Ok(false),
+                    false => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -98,19 +120,16 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let ids: Vec<String> = ids.iter().map(StreamId::to_string).collect();
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("XACK")
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(ACK_SCRIPT)
+            .arg(2)
             .arg(&self.keys.stream)
-            .arg(self.group_name())
-            .arg(&ids)
-            .ignore()
-            .cmd("HDEL")
             .arg(self.attempts_key())
-            .arg(&ids)
-            .ignore();
-        self.run_pipe::<()>(&pipe, 0).await
+            .arg(self.group_name());
+        for id in ids {
+            cmd.arg(id.to_string());
+        }
+        self.run::<()>(&cmd).await
     }
 
     /// Moves `id` to the DLQ with `info` and acknowledges it, if `consumer` still holds it.

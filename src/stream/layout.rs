@@ -32,7 +32,9 @@ impl Layout {
     /// Compares the configuration with the recorded number, looking into the streams of the
     /// recorded layout that the configured one does not read.
     pub async fn inspect(common: &CommonConfig) -> Result<Layout, StoreError> {
-        Self::inspect_in(&Self::store(common)?, common).await
+        let store = Self::store(common)?;
+        let recorded = store.recorded_partitions().await?;
+        Self::compare(common, recorded).await
     }
 
     /// The store holding the record: the one-partition layout's stream, whose key is the
@@ -43,19 +45,22 @@ impl Layout {
 
     /// `inspect`, then records the configured number unless that would strand webhooks (the
     /// client's start), through `store` (`Layout::store`: one for all the attempts, so
-    /// Redis being away is logged once).
+    /// Redis being away is logged once). A number already recorded is not written again: a
+    /// Redis full to its `maxmemory` refuses the write, and the client must still start.
     pub async fn settle(store: &Store, common: &CommonConfig) -> Result<Layout, StoreError> {
-        let layout = Self::inspect_in(store, common).await?;
-        if !matches!(layout, Layout::Stranded { .. }) {
-            store.record_partitions(common.topology.partitions).await?;
+        let now = common.topology.partitions;
+        let recorded = store.recorded_partitions().await?;
+        let layout = Self::compare(common, recorded).await?;
+        if recorded != Some(now) && !matches!(layout, Layout::Stranded { .. }) {
+            store.record_partitions(now).await?;
         }
         Ok(layout)
     }
 
-    /// `inspect` with the record read from `store`.
-    async fn inspect_in(store: &Store, common: &CommonConfig) -> Result<Layout, StoreError> {
+    /// The configuration against the `recorded` number.
+    async fn compare(common: &CommonConfig, recorded: Option<usize>) -> Result<Layout, StoreError> {
         let now = common.topology.partitions;
-        let from = match store.recorded_partitions().await? {
+        let from = match recorded {
             Some(from) if from != now => from,
             _ => return Ok(Layout::Same),
         };

@@ -355,3 +355,49 @@ async fn a_client_started_while_a_script_holds_redis_waits_for_it() {
         .await;
     assert!(delivered, "the webhook added after the script is delivered");
 }
+
+/// A Redis full to its `maxmemory` (the app was down for days, the backlog filled it)
+/// refuses every write that could grow it. The client, restarted then, must still start,
+/// deliver the backlog and acknowledge it: acknowledgements free memory, and the webhooks are
+/// what the app has been waiting for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_restarted_while_redis_is_full_delivers_and_acknowledges_the_backlog() {
+    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
+    let sink = Sink::start().await;
+    // A first run sets the group and the layout up, as in any deployment.
+    let mut first = client_process(&redis, "p:full", &sink.url(), &[]);
+    first.logs("delivering p:full").await;
+    signal(first.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut first.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    for i in 0..5 {
+        redis.add_webhook("p:full", format!("backlog {i}").as_bytes());
+    }
+    redis.config_set("maxmemory", "1");
+    let mut child = client_process(&redis, "p:full", &sink.url(), &[]);
+    child.logs("delivering p:full").await;
+    let delivered = sink
+        .wait_for(Duration::from_secs(20), |got| got.len() == 5)
+        .await;
+    assert!(delivered, "the backlog is delivered");
+    let acknowledged = eventually(Duration::from_secs(20), || {
+        std::future::ready(redis.pending("p:full") == 0)
+    })
+    .await;
+    assert!(acknowledged, "every delivery is acknowledged");
+    redis.config_set("maxmemory", "0");
+    signal(child.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut child.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = child.lines.rest(Duration::from_secs(5)).await;
+    assert!(!log.contains("unreachable"), "{log}");
+    assert!(
+        log.contains("recording delivery outcomes failed: redis refused the command"),
+        "the operator is told what Redis refuses: {log}"
+    );
+    assert_eq!(sink.count(), 5, "each webhook once");
+}

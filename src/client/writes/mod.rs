@@ -19,6 +19,7 @@ use super::dispatch::Event;
 use super::policy::jobs::Jobs;
 use crate::error::Report;
 use crate::http::client::Client as Http;
+use crate::log_limit::LogLimit;
 use crate::metrics::ClientMetrics;
 use crate::stream::{DeadLetter, DeadLettered, Store, StoreError, Stored, StreamId, Trace};
 
@@ -31,6 +32,19 @@ enum Cleanup {
     Counts,
     /// Records of webhooks retention removed.
     Records,
+}
+
+/// Diagnostic writes (outcome records, attempt counts) Redis refused, e.g. `OOM` when it is
+/// full: deliveries go on without them, and the operator must hear of it, a few lines a
+/// minute. (Connection failures are logged by the store as `redis unreachable`.)
+static REFUSED: LogLimit = LogLimit::new("bookkeeping writes refused by redis");
+
+/// Logs a diagnostic write's failure: a refusal at warn (rate-limited), anything else at debug.
+fn bookkeeping_failed(what: &str, e: &StoreError, consequence: &str) {
+    match e.is_refusal() {
+        true => REFUSED.warn(|| format!("{what} failed: {}; {consequence}", Report(e))),
+        false => log::debug!("{what} failed: {}", Report(e)),
+    }
 }
 
 /// How often failed writes are retried, held entries re-claimed and gauges refreshed.
@@ -169,8 +183,11 @@ impl Writes {
     pub fn persisted(&mut self, result: Result<(), StoreError>) {
         self.persisting = false;
         if let Err(e) = result {
-            // Lost counts can only delay a dead letter, never cause one.
-            log::debug!("saving attempt counts failed: {}", Report(&e));
+            bookkeeping_failed(
+                "saving attempt counts",
+                &e,
+                "deliveries go on (a lost count can only delay a dead letter, never cause one)",
+            );
         }
     }
 

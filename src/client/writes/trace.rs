@@ -1,12 +1,12 @@
 //! Recording what became of each webhook (see `stream::trace`): a record per attempt, written
 //! in batches, one batch in flight; the last failure of each held webhook is kept in memory
 //! so that its dead-letter record still shows the app's last answer. Diagnostic only: a
-//! failed write is logged at DEBUG and dropped, never retried at the cost of deliveries.
+//! failed write is dropped, never retried at the cost of deliveries; logged at WARN
+//! (rate-limited) when Redis refused it, at DEBUG when Redis was away (the store says so).
 
 use super::{Event, Writes};
 use crate::client::deliver::Attempted;
 use crate::client::policy::outcome::Verdict;
-use crate::error::Report;
 use crate::stream::{DeadLetter, State, StoreError, StreamId, Trace};
 
 /// Records queued beyond this are dropped (Redis unreachable for long): memory stays bounded.
@@ -96,7 +96,11 @@ impl Writes {
     pub fn traced(&mut self, result: Result<(), StoreError>) {
         self.tracing = false;
         if let Err(e) = result {
-            log::debug!("recording delivery outcomes failed: {}", Report(&e));
+            super::bookkeeping_failed(
+                "recording delivery outcomes",
+                &e,
+                "deliveries go on; events and the inspector miss these outcomes",
+            );
         }
     }
 }
