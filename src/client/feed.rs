@@ -63,6 +63,11 @@ impl Feed {
         let mut rescan = true;
         let mut next_rescan = Instant::now();
         let mut failures = 0u32;
+        // Whether the last read of new entries failed: then only a read that works again
+        // ends the failure. A Redis that refuses writes (`MISCONF`) refuses `XREADGROUP` but
+        // still answers the rescan's `XPENDING`; taking that for recovery reset the backoff,
+        // and the feed retried every 50 ms, logging each time.
+        let mut read_failed = false;
         let mut rng = Rng::from_entropy();
         loop {
             if rescan || Instant::now() >= next_rescan {
@@ -70,7 +75,9 @@ impl Feed {
                     Ok(()) => {
                         rescan = false;
                         next_rescan = Instant::now() + RESCAN_EVERY;
-                        self.recovered(&mut failures);
+                        if !read_failed {
+                            self.recovered(&mut failures);
+                        }
                     }
                     Err(Stop::Dispatcher) => return,
                     Err(Stop::Redis(e)) => {
@@ -93,6 +100,7 @@ impl Feed {
                 _ = shutdown.wait() => return,
                 r = self.reader.read_new(asked) => r,
             };
+            read_failed = read.is_err();
             let entries = match read {
                 Ok(entries) => {
                     self.recovered(&mut failures);

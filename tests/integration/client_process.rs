@@ -401,3 +401,48 @@ async fn a_client_restarted_while_redis_is_full_delivers_and_acknowledges_the_ba
     );
     assert_eq!(sink.count(), 5, "each webhook once");
 }
+
+/// A Redis that refuses writes but answers reads (`MISCONF`: it cannot save to disk) refuses
+/// `XREADGROUP`, which is a write, while `XPENDING` still works. The client must back off
+/// and say so once, not spin: it re-read its pending list after every refused read, took
+/// that for Redis being back, and so retried every 50 ms with two log lines each time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_whose_reads_are_refused_backs_off_and_says_so_once() {
+    let redis = Redis::start().await;
+    let sink = Sink::start().await;
+    let mut child = client_process(&redis, "p:misconf", &sink.url(), &[]);
+    child.logs("delivering p:misconf").await;
+    redis.lose_its_disk().await;
+    let refused_reads = || {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.conn())
+            .expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:"))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("rejected_calls=")))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let retried = eventually(Duration::from_secs(30), || {
+        std::future::ready(refused_reads() >= 5)
+    })
+    .await;
+    assert!(retried, "the client retries its reads");
+    // Redis takes writes again: the client says so and delivers.
+    redis.config_set("stop-writes-on-bgsave-error", "no");
+    child.logs("reading the stream again").await;
+    redis.add_webhook("p:misconf", b"after the disk came back");
+    let delivered = sink
+        .wait_for(Duration::from_secs(20), |got| got.len() == 1)
+        .await;
+    assert!(delivered, "the webhook is delivered");
+    signal(child.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut child.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = child.lines.rest(Duration::from_secs(5)).await;
+    assert_eq!(log.matches("reading the stream failed").count(), 1, "{log}");
+    assert_eq!(log.matches("reading the stream again").count(), 1, "{log}");
+}

@@ -270,6 +270,26 @@ impl Redis {
             .unwrap_or(0)
     }
 
+    /// Takes its data directory away and has it snapshot there: the snapshot fails, and Redis
+    /// (with `save` points and `stop-writes-on-bgsave-error`, its defaults) refuses every
+    /// write with `MISCONF` from then on, as when its disk is full. Returns once it does.
+    pub async fn lose_its_disk(&self) {
+        self.config_set("save", "3600 1");
+        std::fs::remove_dir_all(&self.dir.0).expect("remove redis's dir");
+        let _: () = redis::cmd("BGSAVE")
+            .query(&mut self.conn())
+            .expect("BGSAVE");
+        let refused = eventually(Duration::from_secs(10), || {
+            let answer = redis::cmd("SET")
+                .arg("k")
+                .arg("v")
+                .query::<()>(&mut self.conn());
+            std::future::ready(answer.is_err_and(|e| e.code() == Some("MISCONF")))
+        })
+        .await;
+        assert!(refused, "redis refuses writes with MISCONF");
+    }
+
     /// `CONFIG SET name value`.
     pub fn config_set(&self, name: &str, value: &str) {
         let _: () = redis::cmd("CONFIG")
