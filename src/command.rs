@@ -199,6 +199,7 @@ fn server(get: Lookup, reload: Reload) -> Result<(), Fatal> {
 /// The server logs what `check` reports, so a risky Redis is visible in its own log.
 async fn log_durability(store: &Store, min_replicas: u32) {
     let mut findings = durability::inspect(store).await;
+    findings.extend(durability::writes(store).await);
     if min_replicas > 0 {
         findings.push(durability::replicas(store, min_replicas).await);
     }

@@ -66,6 +66,7 @@ pub async fn run(get: Lookup<'_>, role: Option<Role>) -> Result<bool, ConfigErro
                 if nodes.insert(node) {
                     findings.extend(durability::inspect(store).await);
                     findings.extend(durability::permissions(store, server, client).await);
+                    findings.extend(durability::writes(store).await);
                     if common.topology.min_replicas > 0 {
                         let want = common.topology.min_replicas;
                         findings.push(durability::replicas(store, want).await);

@@ -51,6 +51,36 @@ pub async fn inspect(store: &Store) -> Vec<Finding> {
     out
 }
 
+/// Whether Redis takes writes now: a Redis full to its `maxmemory` or unable to save
+/// (`MISCONF`) answers every webhook `503` while looking healthy to every other check. A
+/// warning, not a failure: both roles start anyway and go on by themselves once Redis takes
+/// writes again, and a full Redis needs the server, whose trimming frees memory. `None` where
+/// `permissions` or `inspect` already say why (an ACL refusal, Redis unreachable).
+pub async fn writes(store: &Store) -> Option<Finding> {
+    let e = match store.probe_write().await {
+        Ok(()) => return Some(f(Level::Ok, "redis takes writes")),
+        Err(e) if !e.is_refusal() || e.code() == Some("NOPERM") => return None,
+        Err(e) => e,
+    };
+    Some(f(
+        Level::Warn,
+        match e.code() {
+            Some("OOM") => {
+                "redis is full (maxmemory reached): it refuses new webhooks (the server \
+                            answers 503) until memory frees; the client still delivers and \
+                            acknowledges. The server trims delivered webhooks older than \
+                            RELAY_RETENTION: raise maxmemory, or lower RELAY_RETENTION"
+                    .to_owned()
+            }
+            _ => format!(
+                "redis refuses writes now: {}: the server answers 503 and the client waits until \
+                 it takes them again",
+                crate::error::Report(&e)
+            ),
+        },
+    ))
+}
+
 /// Whether the node has the replicas `RELAY_MIN_REPLICAS` waits for: with fewer, every
 /// webhook would be answered `503`.
 pub async fn replicas(store: &Store, want: u32) -> Finding {

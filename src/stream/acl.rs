@@ -41,6 +41,16 @@ pub const CLIENT: &[Probe] = &[
 pub const CLIENT_ACTIVITY: &[Probe] = &[("PUBLISH", &["m"])];
 
 impl Store {
+    /// Whether Redis takes a write now: `XADD … NOMKSTREAM` on the probe key writes nothing,
+    /// but a Redis full to its `maxmemory` (`OOM`) or unable to save (`MISCONF`) refuses it
+    /// before looking, as it refuses the server's webhooks.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(format!("{}:acl-probe", self.keys.stream))
+            .arg(&["NOMKSTREAM", "*", "f", "v"]);
+        self.run::<redis::Value>(&cmd).await.map(drop)
+    }
+
     /// The probes the user may not run (`NOPERM`), by name.
     pub async fn denied(&self, probes: &[Probe]) -> Result<Vec<&'static str>, StoreError> {
         let key = format!("{}:acl-probe", self.keys.stream);

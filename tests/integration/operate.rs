@@ -427,6 +427,41 @@ async fn metrics_are_prometheus_text_with_the_right_counts() {
     client.stop().await;
 }
 
+/// A Redis that refuses writes answers every webhook `503` while PING, INFO and the ACL
+/// probes look healthy: `check` must say so, and why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_says_when_redis_refuses_writes() {
+    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
+    let url = redis.url();
+    let server = [("REDIS_URL", url.as_str()), ("RELAY_API_KEYS", "k")];
+    let client = [
+        ("REDIS_URL", url.as_str()),
+        ("RELAY_TARGET_URL", "http://127.0.0.1:1/"),
+    ];
+    let (code, out, _) = run_relay_off_runtime(&["check"], &server).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: redis takes writes"), "{out}");
+
+    // Warnings: both roles start anyway (a full Redis needs the server's trimming) and go
+    // on by themselves once Redis takes writes again.
+    redis.config_set("maxmemory", "1");
+    let (code, out, _) = run_relay_off_runtime(&["check"], &server).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: redis is full (maxmemory reached): it refuses new webhooks"),
+        "{out}"
+    );
+    redis.config_set("maxmemory", "0");
+
+    redis.lose_its_disk().await;
+    let (code, out, _) = run_relay_off_runtime(&["check", "client"], &client).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning: redis refuses writes now: redis refused the command: \"MISCONF\""),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_risky_redis_settings_with_their_fixes() {
     let risky =
