@@ -36,8 +36,16 @@ pub async fn inspect(store: &Store) -> Vec<Finding> {
     let version = match store.redis_version().await {
         Ok(v) => v,
         Err(e) => {
-            let e = crate::error::Report(&e);
-            return vec![f(Level::Fail, format!("cannot use redis: {e}"))];
+            let mut out = vec![f(
+                Level::Fail,
+                format!("cannot use redis: {}", crate::error::Report(&e)),
+            )];
+            if e.is_closed_by_peer()
+                && let Some(said) = store.greeting().await
+            {
+                out.push(f(Level::Fail, closes_saying(&said)));
+            }
+            return out;
         }
     };
     let mut out = vec![version_finding(&version)];
@@ -79,6 +87,19 @@ pub async fn writes(store: &Store) -> Option<Finding> {
             ),
         },
     ))
+}
+
+/// What a Redis that closes every new connection at once says, and what to do.
+fn closes_saying(said: &str) -> String {
+    let mut text = format!("redis closes every new connection at once, saying: {said}");
+    if said.contains("max number of clients") {
+        text.push_str(
+            ": it has its maxclients connections already. `redis-cli INFO clients` counts \
+             them and `CLIENT LIST` names them; stop what holds too many, or raise maxclients \
+             (a managed Redis: its plan's connection limit)",
+        );
+    }
+    text
 }
 
 /// Whether the node has the replicas `RELAY_MIN_REPLICAS` waits for: with fewer, every

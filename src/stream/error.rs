@@ -131,6 +131,13 @@ impl StoreError {
         }
     }
 
+    /// Whether the other end closed the connection (a reset, a broken pipe, an early end),
+    /// rather than refusing it or not answering.
+    pub fn is_closed_by_peer(&self) -> bool {
+        matches!(self, StoreError::Connection(e)
+            if e.is_connection_dropped() && !e.is_connection_refusal())
+    }
+
     /// Whether Redis itself answered (an error reply): the connection is fine.
     pub fn is_refusal(&self) -> bool {
         matches!(

@@ -1,8 +1,34 @@
 //! Server introspection for `check`: version and configuration.
 
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
 use super::{Store, StoreError};
 
 impl Store {
+    /// What Redis writes to a new connection before reading anything, when that is an error
+    /// line: at its `maxclients` it writes `-ERR max number of clients reached` and closes, so
+    /// the redis crate, busy sending its first command, sees only a broken pipe or a reset.
+    /// A healthy Redis writes nothing first (`None` after a short wait). `REDIS_URL` without
+    /// TLS only.
+    pub async fn greeting(&self) -> Option<String> {
+        let (host, port) = self.locator.plain_node()?;
+        let wait = Duration::from_millis(500);
+        let mut tcp = tokio::time::timeout(wait, tokio::net::TcpStream::connect((host, port)))
+            .await
+            .ok()?
+            .ok()?;
+        let mut said = [0u8; 256];
+        let n = tokio::time::timeout(wait, tcp.read(&mut said))
+            .await
+            .ok()?
+            .ok()?;
+        let line = said[..n].split(|&b| b == b'\r' || b == b'\n').next()?;
+        let text = std::str::from_utf8(line).ok()?.strip_prefix('-')?;
+        Some(text.to_owned())
+    }
+
     /// `redis_version` from `INFO server`.
     pub async fn redis_version(&self) -> Result<String, StoreError> {
         let info: String = self.run(redis::cmd("INFO").arg("server")).await?;

@@ -74,6 +74,14 @@ impl Locator {
         Ok(Locator { base, ca, kind })
     }
 
+    /// `REDIS_URL`'s host and port when it is the node and spoken to without TLS.
+    pub(super) fn plain_node(&self) -> Option<(&str, u16)> {
+        match (&self.kind, self.base.addr()) {
+            (Kind::Direct(_), ConnectionAddr::Tcp(host, port)) => Some((host, *port)),
+            _ => None,
+        }
+    }
+
     /// A client for the node to use now.
     pub(super) async fn client(&self) -> Result<Client, RedisError> {
         if let Kind::Direct(client) = &self.kind {

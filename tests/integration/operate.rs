@@ -462,6 +462,28 @@ async fn check_says_when_redis_refuses_writes() {
     );
 }
 
+/// A Redis at its `maxclients` writes `-ERR max number of clients reached` and closes each new
+/// connection before reading it: the redis crate sees a broken pipe or a reset, never the
+/// reason. `check` reads what Redis says first and names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_a_redis_at_its_maxclients() {
+    let redis = Redis::start_with(&["--maxclients", "1"]).await;
+    let _the_only_one = redis.conn();
+    let (code, out, _) = run_relay_off_runtime(
+        &["check", "server"],
+        &[("REDIS_URL", &redis.url()), ("RELAY_API_KEYS", "k")],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "error: redis closes every new connection at once, saying: ERR max number of \
+             clients reached: it has its maxclients connections already"
+        ),
+        "{out}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_reports_risky_redis_settings_with_their_fixes() {
     let risky =
