@@ -53,6 +53,11 @@ impl fmt::Display for StoreError {
                 "redis is busy running a script past its busy-reply-threshold (a long EVAL or \
                  FCALL): not usable until it ends or SCRIPT KILL (FUNCTION KILL) stops it",
             ),
+            StoreError::Connection(e) if e.code() == Some("READONLY") => f.write_str(
+                "redis answered READONLY: this node is a replica (REDIS_URL names one, or a \
+                 failover demoted it), and the relay writes: REDIS_URL must name the primary, \
+                 or RELAY_SENTINELS follow failovers",
+            ),
             StoreError::Refused(e) if e.code() == Some("NOAUTH") => f.write_str(
                 "redis asks for a password and REDIS_URL has none: redis://:PASSWORD@host:port \
                  (or redis://USER:PASSWORD@host:port for an ACL user)",
@@ -101,6 +106,17 @@ fn reply_code(e: &redis::RedisError) -> Option<String> {
     })
 }
 
+/// A reply as the type the caller expects; one that does not fit is a protocol error (the
+/// connection is fine).
+pub(super) fn convert<T: redis::FromRedisValue>(reply: redis::Value) -> Result<T, StoreError> {
+    T::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
+}
+
+/// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).
+pub fn is_nogroup(e: &StoreError) -> bool {
+    e.code() == Some("NOGROUP")
+}
+
 impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
@@ -136,6 +152,13 @@ impl StoreError {
     pub fn is_closed_by_peer(&self) -> bool {
         matches!(self, StoreError::Connection(e)
             if e.is_connection_dropped() && !e.is_connection_refusal())
+    }
+
+    /// Whether a node answered that it is not the primary for the key (`READONLY`, `MOVED`,
+    /// …): reachable, but not where writes go.
+    pub fn is_misdirected(&self) -> bool {
+        matches!(self, StoreError::Connection(e)
+            if reply_code(e).is_some_and(|c| MISDIRECTED.contains(&c.as_str())))
     }
 
     /// Whether Redis itself answered (an error reply): the connection is fine.

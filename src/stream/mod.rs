@@ -1,7 +1,7 @@
 //! Everything that speaks to Redis: the stored record's field names, the commands, and the one
 //! shared multiplexed connection with its deadlines and reconnects. Nothing else builds RESP.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,12 +29,14 @@ mod pending;
 mod reader;
 mod record;
 pub mod relay_id;
+mod status;
 mod trace;
 pub mod url;
 
 pub use acl::{CLIENT as CLIENT_COMMANDS, CLIENT_ACTIVITY, SERVER as SERVER_COMMANDS};
 pub use attempts::Stored;
-pub use error::StoreError;
+use error::convert;
+pub use error::{StoreError, is_nogroup};
 pub use group::{DeadLettered, GroupInfo};
 pub use history::Summary;
 pub use id::{BadId, StreamId};
@@ -83,7 +85,8 @@ pub struct Store {
     /// connection it happened on, not a fresh one another task just made.
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
     connecting: tokio::sync::Mutex<u64>,
-    up: AtomicBool,
+    /// Up or not, as the log said it (`status`).
+    status: AtomicU8,
     link: LinkSpeed,
     /// `RELAY_MIN_REPLICAS`: the replicas every append waits for, when set.
     replication: Option<append::Replication>,
@@ -112,7 +115,7 @@ impl Store {
             group: None,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(0),
-            up: AtomicBool::new(true),
+            status: status::initial(),
             link: LinkSpeed::default(),
             replication: None,
             batches: batch::Batches::default(),
@@ -168,11 +171,6 @@ impl Store {
     pub fn with_group(mut self, group: &str) -> Self {
         self.group = Some(group.to_owned());
         self
-    }
-
-    /// Whether the last operation reached Redis.
-    pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
     }
 
     /// The main stream's key.
@@ -307,22 +305,6 @@ impl Store {
             *current = None;
         }
     }
-
-    /// Logs Redis going away and coming back, once per change.
-    fn note<T>(&self, result: &Result<T, StoreError>) {
-        match result {
-            Err(e) if !e.is_refusal() => {
-                if self.up.swap(false, Ordering::Relaxed) {
-                    log::warn!("redis unreachable: {}", crate::error::Report(e));
-                }
-            }
-            _ => {
-                if !self.up.swap(true, Ordering::Relaxed) {
-                    log::info!("redis reachable again");
-                }
-            }
-        }
-    }
 }
 
 /// Connection settings: an explicit connect timeout, and explicitly no response timeout of
@@ -333,15 +315,4 @@ fn connection_config(connect: Duration) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_connection_timeout(Some(connect))
         .set_response_timeout(None)
-}
-
-/// A reply as the type the caller expects; one that does not fit is a protocol error (the
-/// connection is fine).
-fn convert<T: redis::FromRedisValue>(reply: redis::Value) -> Result<T, StoreError> {
-    T::from_redis_value(reply).map_err(|e| StoreError::Protocol(e.to_string()))
-}
-
-/// Whether `e` is Redis's `NOGROUP` (the stream or the group was deleted).
-pub fn is_nogroup(e: &StoreError) -> bool {
-    e.code() == Some("NOGROUP")
 }

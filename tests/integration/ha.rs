@@ -578,3 +578,38 @@ async fn concurrent_webhooks_share_wait_rounds() {
     eprintln!("200 concurrent webhooks confirmed by {waits} WAIT rounds");
     assert!(waits < 200, "{waits} WAITs for 200 webhooks");
 }
+
+/// `REDIS_URL` naming a replica (a copy-paste from the wrong line, or the old primary after a
+/// failover without Sentinel): every write answers `READONLY` while reads work. The server
+/// must say what is wrong, a few lines a minute, instead of alternating `redis unreachable` and
+/// `redis reachable again` each time a read (retention, the backlog) works in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_url_naming_a_replica_is_said_plainly_without_flapping() {
+    let primary = Redis::start().await;
+    let port = primary.port.to_string();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
+    let synced = eventually(Duration::from_secs(20), || async {
+        replication(&replica, "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    assert!(synced, "the replica never connected");
+    let (mut server, addr) = server_process(&replica, "ha:{replica}").await;
+    // Writes refused, reads (the health check's PING) answered, in turn.
+    for i in 0..3 {
+        let raw = post(
+            "/webhook/x",
+            &[("X-API-Key", API_KEY)],
+            format!("{i}").as_bytes(),
+        );
+        assert_eq!(Conn::request_once(addr, &raw).await.status, 503);
+        let health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        Conn::request_once(addr, health).await;
+    }
+    signal(server.child.id(), "TERM");
+    let log = server.lines.rest(Duration::from_secs(10)).await;
+    assert!(
+        log.contains("redis answered READONLY: this node is a replica"),
+        "{log}"
+    );
+    assert!(!log.contains("reachable again"), "{log}");
+}
