@@ -36,8 +36,9 @@ pub enum AuthError {
     MissingCredentials,
     /// A signature header that does not match any app secret (or is malformed).
     BadSignature,
-    /// A signature whose timestamp is outside the tolerance (a replay, or a clock off).
-    Stale,
+    /// An authentic signature whose timestamp is outside the tolerance (a replay, or a clock
+    /// off): the timestamp is `ahead_s` seconds ahead of ours (behind when negative).
+    Stale { ahead_s: i64 },
 }
 
 impl AuthError {
@@ -45,7 +46,26 @@ impl AuthError {
         match self {
             AuthError::MissingCredentials => "missing or invalid API key",
             AuthError::BadSignature => "invalid signature",
-            AuthError::Stale => "signature timestamp outside the tolerance",
+            AuthError::Stale { .. } => "signature timestamp outside the tolerance",
+        }
+    }
+
+    /// The reason as the operator's log says it: for a stale timestamp, by how much and
+    /// which clock to look at (the sender only gets `reason`).
+    pub fn explained(&self) -> String {
+        match *self {
+            AuthError::Stale { ahead_s } if ahead_s > 0 => format!(
+                "an authentic signature stamped {ahead_s} s ahead of this server's clock, beyond \
+                 RELAY_SIGNATURE_TOLERANCE: this machine's clock is behind (timedatectl), or \
+                 the sender's is ahead"
+            ),
+            AuthError::Stale { ahead_s } => format!(
+                "an authentic signature stamped {} s before this server's clock, beyond \
+                 RELAY_SIGNATURE_TOLERANCE: a replay of an old request, or this machine's clock \
+                 is ahead (timedatectl)",
+                ahead_s.unsigned_abs()
+            ),
+            _ => self.reason().to_owned(),
         }
     }
 }

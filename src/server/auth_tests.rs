@@ -194,3 +194,23 @@ fn our_credentials_are_stripped_others_kept() {
         ])
     );
 }
+
+#[test]
+fn a_stale_timestamp_is_explained_with_its_offset_and_the_clock_to_check() {
+    let ahead = AuthError::Stale { ahead_s: 412 }.explained();
+    assert!(
+        ahead.contains("412 s ahead of this server's clock") && ahead.contains("timedatectl"),
+        "{ahead}"
+    );
+    let behind = AuthError::Stale { ahead_s: -3600 }.explained();
+    assert!(
+        behind.contains("3600 s before this server's clock") && behind.contains("replay"),
+        "{behind}"
+    );
+    // The sender only ever gets the short reason.
+    assert_eq!(
+        AuthError::Stale { ahead_s: 1 }.reason(),
+        "signature timestamp outside the tolerance"
+    );
+    assert_eq!(AuthError::BadSignature.explained(), "invalid signature");
+}

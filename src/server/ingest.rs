@@ -20,12 +20,14 @@ use crate::stream::{Record, Store, StoreError, relay_id};
 /// Rate-limited warnings about what senders cause, one kind each.
 static NO_KEY: LogLimit = LogLimit::new("refused senders: missing or invalid API key");
 static BAD_SIGNATURE: LogLimit = LogLimit::new("refused senders: invalid signature");
+static STALE: LogLimit =
+    LogLimit::new("refused senders: signature timestamps outside the tolerance");
 static OVER_BUDGET: LogLimit = LogLimit::new("refused senders: RELAY_UNVERIFIED_BUDGET exhausted");
 static NOT_STORED: LogLimit = LogLimit::new("webhooks not stored: redis refused");
 
 /// Reports what the rate-limited warnings suppressed in the last minute.
 pub fn flush_logs() {
-    for l in [&NO_KEY, &BAD_SIGNATURE, &OVER_BUDGET, &NOT_STORED] {
+    for l in [&NO_KEY, &BAD_SIGNATURE, &STALE, &OVER_BUDGET, &NOT_STORED] {
         l.flush();
     }
     handshake::flush_logs();
@@ -112,9 +114,10 @@ impl Ingest {
         self.metrics.requests.inc("unauthenticated");
         let limit = match e {
             AuthError::MissingCredentials => &NO_KEY,
-            AuthError::BadSignature | AuthError::Stale => &BAD_SIGNATURE,
+            AuthError::BadSignature => &BAD_SIGNATURE,
+            AuthError::Stale { .. } => &STALE,
         };
-        limit.warn(|| format!("refused {}: {} (401)", remote(), e.reason()));
+        limit.warn(|| format!("refused {}: {} (401)", remote(), e.explained()));
         Response::error(401, e.reason())
     }
 

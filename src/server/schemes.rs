@@ -158,14 +158,15 @@ impl SourceAuth {
             }
             Scheme::Slack => {
                 let ts = one("x-slack-request-timestamp")?.trim();
-                self.fresh(ts, now)?;
+                let sent = timestamp(ts)?;
                 let sig = one("x-slack-signature")?.trim();
                 let mac = sig.strip_prefix("v0=").and_then(hex);
                 let prefix = format!("v0:{ts}:");
                 self.any_mac(
                     &[prefix.as_bytes(), body],
                     &[mac.ok_or(AuthError::BadSignature)?],
-                )
+                )?;
+                self.fresh(sent, now)
             }
             Scheme::Stripe => {
                 let header = one("stripe-signature")?;
@@ -179,20 +180,22 @@ impl SourceAuth {
                     }
                 }
                 let ts = ts.ok_or(AuthError::BadSignature)?;
-                self.fresh(ts, now)?;
+                let sent = timestamp(ts)?;
                 let prefix = format!("{ts}.");
-                self.any_mac(&[prefix.as_bytes(), body], &macs)
+                self.any_mac(&[prefix.as_bytes(), body], &macs)?;
+                self.fresh(sent, now)
             }
             Scheme::Standard => {
                 let (id, ts, sigs) = standard_headers(headers)?;
-                self.fresh(ts, now)?;
+                let sent = timestamp(ts)?;
                 let macs: Vec<Vec<u8>> = sigs
                     .split_whitespace()
                     .filter_map(|s| s.strip_prefix("v1,"))
                     .filter_map(crate::base64::decode)
                     .collect();
                 let prefix = format!("{id}.{ts}.");
-                self.any_mac(&[prefix.as_bytes(), body], &macs)
+                self.any_mac(&[prefix.as_bytes(), body], &macs)?;
+                self.fresh(sent, now)
             }
             Scheme::Gitlab | Scheme::Token => unreachable!("decided by precheck"),
         }
@@ -229,14 +232,24 @@ impl SourceAuth {
         }
     }
 
-    /// A timestamp within the tolerance of `now`, either way.
-    fn fresh(&self, ts: &str, now: u64) -> Result<(), AuthError> {
-        let ts: u64 = ts.trim().parse().map_err(|_| AuthError::BadSignature)?;
-        match now.abs_diff(ts) <= self.tolerance.as_secs() {
+    /// A timestamp within the tolerance of `now`, either way. Checked after the signature,
+    /// so that `Stale` means an authentic request sent too long ago (a replay) or stamped by
+    /// a clock far from ours: the log can say which clock to look at.
+    fn fresh(&self, sent: u64, now: u64) -> Result<(), AuthError> {
+        match now.abs_diff(sent) <= self.tolerance.as_secs() {
             true => Ok(()),
-            false => Err(AuthError::Stale),
+            false => Err(AuthError::Stale {
+                ahead_s: i64::try_from(sent)
+                    .unwrap_or(i64::MAX)
+                    .saturating_sub(i64::try_from(now).unwrap_or(i64::MAX)),
+            }),
         }
     }
+}
+
+/// A signature's timestamp (Unix seconds); anything else makes the signature invalid.
+fn timestamp(ts: &str) -> Result<u64, AuthError> {
+    ts.trim().parse().map_err(|_| AuthError::BadSignature)
 }
 
 /// The key a secret stands for, or why it cannot be one.

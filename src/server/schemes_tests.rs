@@ -82,10 +82,23 @@ fn stripe_vector_from_stripe_node_with_its_tolerance() {
     assert_eq!(a.verify(&hs, &body, None, NOW + 300), Ok(()));
     assert_eq!(
         a.verify(&hs, &body, None, NOW + 301),
-        Err(AuthError::Stale),
+        Err(AuthError::Stale { ahead_s: -301 }),
         "a replay after the tolerance"
     );
-    assert_eq!(a.verify(&hs, &body, None, NOW - 301), Err(AuthError::Stale));
+    assert_eq!(
+        a.verify(&hs, &body, None, NOW - 301),
+        Err(AuthError::Stale { ahead_s: 301 })
+    );
+    // A forged signature is invalid, whatever its timestamp: `Stale` means authentic.
+    let forged = format!(
+        "{},v1={}",
+        sig.split_once(",v1=").unwrap().0,
+        "ab".repeat(32)
+    );
+    assert_eq!(
+        a.verify(&h(&[("Stripe-Signature", &forged)]), &body, None, NOW + 301),
+        Err(AuthError::BadSignature)
+    );
     // Several v1 signatures (Stripe's own rotation): any one matching is enough.
     let (t, v1) = sig.split_once(",v1=").unwrap();
     let two = format!("{t},v1={},v1={v1},v0=abc", "00".repeat(32));
@@ -121,7 +134,7 @@ fn slack_vector_from_slack_sdk_with_its_tolerance() {
     let a = auth("slack", &[s["secret"].as_str().unwrap()]);
     assert_eq!(
         a.verify(&h(&headers), &body, None, NOW + 3600),
-        Err(AuthError::Stale)
+        Err(AuthError::Stale { ahead_s: -3600 })
     );
 }
 
@@ -147,7 +160,7 @@ fn standard_webhooks_vector_from_its_reference_library() {
     assert_eq!(a.verify(&h(&svix), &body, None, NOW), Ok(()));
     assert_eq!(
         a.verify(&h(&headers), &body, None, NOW + 600),
-        Err(AuthError::Stale)
+        Err(AuthError::Stale { ahead_s: -600 })
     );
     assert!(key_of(Scheme::Standard, "not-whsec").is_err());
     assert!(key_of(Scheme::Standard, "whsec_%%%").is_err());

@@ -448,3 +448,33 @@ async fn every_scheme_end_to_end() {
     assert!(headers.contains("X-Hub-Signature-256"), "{headers}");
     assert!(entries.iter().all(|(_, f)| f["body"] == body));
 }
+
+/// A Stripe signature that is authentic but stamped ten minutes ago: the sender gets `401`, and
+/// the operator's log says by how much and which clock to look at (a server whose clock is
+/// off refuses every timestamped webhook so), while a forged one stays "invalid signature".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authentic_but_stale_signature_is_logged_with_its_offset() {
+    let redis = Redis::start().await;
+    let (mut server, addr) = server_process_with(
+        &redis,
+        "snd:clock",
+        &[
+            ("RELAY_SOURCES", "stripe:stripe"),
+            ("RELAY_SECRET_STRIPE", "whsec_clock"),
+        ],
+    )
+    .await;
+    let body = br#"{"id":"evt_clock"}"#;
+    let forged = stripe_header("whsec_other", now() - 600, body);
+    let raw = post("/webhook/stripe", &[("Stripe-Signature", &forged)], body);
+    assert_eq!(Conn::request_once(addr, &raw).await.status, 401);
+    server.logs("invalid signature (401)").await;
+    let stale = stripe_header("whsec_clock", now() - 600, body);
+    let raw = post("/webhook/stripe", &[("Stripe-Signature", &stale)], body);
+    let r = Conn::request_once(addr, &raw).await;
+    assert_eq!(r.status, 401);
+    assert!(String::from_utf8_lossy(&r.body).contains("tolerance"));
+    server
+        .logs("s before this server's clock, beyond RELAY_SIGNATURE_TOLERANCE")
+        .await;
+}
