@@ -31,6 +31,7 @@ pub fn flush_logs() {
         l.flush();
     }
     handshake::flush_logs();
+    crate::stream::flush_logs();
 }
 
 /// Seconds a sender is asked to wait before retrying while Redis cannot take entries.

@@ -45,6 +45,7 @@ pub use link::LinkSpeed;
 pub use pending::Claimed;
 pub use reader::Reader;
 pub use record::{DeadLetter, Entry, Record, parse_entries};
+pub use status::flush_logs;
 pub use trace::{State, Trace, parse_activity};
 
 /// Deadline for one small Redis operation, connecting included: a dead or frozen Redis must

@@ -12,6 +12,11 @@ use super::{Store, StoreError};
 static MISDIRECTED: crate::log_limit::LogLimit =
     crate::log_limit::LogLimit::new("redis: a node that is not the primary");
 
+/// Reports what the rate-limited warning suppressed in the last minute (call now and then).
+pub fn flush_logs() {
+    MISDIRECTED.flush();
+}
+
 /// The last operation reached Redis.
 const UP: u8 = 1;
 /// The last failure was a node that is not the primary.

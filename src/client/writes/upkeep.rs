@@ -45,6 +45,8 @@ impl Writes {
     pub fn housekeeping(&mut self, jobs: &mut Jobs, metrics: &ClientMetrics) -> Vec<Effect> {
         let now = Instant::now();
         self.next_housekeeping = now + HOUSEKEEPING_EVERY;
+        super::REFUSED.flush();
+        crate::stream::flush_logs();
         metrics
             .held
             .store(jobs.len() as u64, std::sync::atomic::Ordering::Relaxed);
