@@ -11,14 +11,17 @@ RUN case "${TARGETARCH:-$(dpkg --print-architecture)}" in \
  && apt-get update \
  && apt-get install -y --no-install-recommends musl-tools ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && rustup target add "$(cat /target)"
+ && rustup target add "$(cat /target)" \
+ && rustup component add rust-src
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY .cargo .cargo
+# cargo with the shipped binary's settings (std rebuilt without its backtrace symbolizer).
+COPY scripts/static-cargo.sh scripts/static-cargo.sh
 # Dependencies only, against empty sources: this layer is rebuilt when Cargo.toml or
 # Cargo.lock change, not on every source change.
 RUN mkdir -p src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && cargo build --release --locked --target "$(cat /target)" \
+ && scripts/static-cargo.sh build --release --locked --target "$(cat /target)" --bin crm-relay \
  && rm -rf src
 # build.rs only now: on x86_64 it links the binary's own small-copy memcpy (src/small_copy.rs),
 # which the empty main.rs above does not have.
@@ -26,7 +29,7 @@ COPY build.rs ./
 COPY src src
 # touch: the real sources must be newer than the empty ones cargo just built.
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked --target "$(cat /target)" \
+ && scripts/static-cargo.sh build --release --locked --target "$(cat /target)" --bin crm-relay \
  && cp "target/$(cat /target)/release/crm-relay" /crm-relay \
  && /crm-relay version | grep -q '^crm-relay ' \
  && echo 'crm-relay:x:10001:10001:crm-relay:/:/sbin/nologin' > /passwd \

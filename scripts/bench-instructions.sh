@@ -7,7 +7,8 @@
 # SHA-256 in software: compare builds with it, and confirm in time with bench-ab.sh.
 # With TOP=n, also prints the n costliest functions per webhook (inclusive).
 # Usage: scripts/bench-instructions.sh [BIN] [N1] [N2]
-#   BIN defaults to a static build with symbols, made in target/instructions.
+#   BIN defaults to a static build with symbols (as scripts/build-static.sh builds it, std
+#   rebuilt), made in target/instructions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -16,8 +17,9 @@ n1=${2:-2000}; n2=${3:-12000}
 if [ -n "${1:-}" ]; then
   bin=$(realpath "$1")
 else
-  CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=1 cargo build --release --locked \
-    --target x86_64-unknown-linux-musl --target-dir target/instructions >&2
+  CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=1 scripts/static-cargo.sh build \
+    --release --locked --target x86_64-unknown-linux-musl --target-dir target/instructions \
+    --bin crm-relay >&2
   bin=$root/target/instructions/x86_64-unknown-linux-musl/release/crm-relay
 fi
 need=()
