@@ -113,6 +113,18 @@ fn replication(redis: &Redis, name: &str) -> Option<String> {
     })
 }
 
+/// A replica of `primary`, once its link to it is up.
+async fn synced_replica(primary: &Redis) -> Redis {
+    let port = primary.port.to_string();
+    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
+    let synced = eventually(Duration::from_secs(20), || async {
+        replication(&replica, "master_link_status").as_deref() == Some("up")
+    })
+    .await;
+    assert!(synced, "the replica never connected");
+    replica
+}
+
 /// What one failover run saw.
 struct Failover {
     accepted: usize,
@@ -547,13 +559,7 @@ async fn min_replicas_without_replicas_answers_503_and_check_says_why() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_webhooks_share_wait_rounds() {
     let primary = Redis::start().await;
-    let port = primary.port.to_string();
-    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
-    let synced = eventually(Duration::from_secs(20), || async {
-        replication(&replica, "master_link_status").as_deref() == Some("up")
-    })
-    .await;
-    assert!(synced, "the replica never connected");
+    let _replica = synced_replica(&primary).await;
     let (_server, addr) =
         server_process_with(&primary, "ha:{rounds}", &[("RELAY_MIN_REPLICAS", "1")]).await;
     let mut sends = tokio::task::JoinSet::new();
@@ -586,13 +592,7 @@ async fn concurrent_webhooks_share_wait_rounds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_url_naming_a_replica_is_said_plainly_without_flapping() {
     let primary = Redis::start().await;
-    let port = primary.port.to_string();
-    let replica = Redis::start_with(&["--replicaof", "127.0.0.1", &port]).await;
-    let synced = eventually(Duration::from_secs(20), || async {
-        replication(&replica, "master_link_status").as_deref() == Some("up")
-    })
-    .await;
-    assert!(synced, "the replica never connected");
+    let replica = synced_replica(&primary).await;
     let (mut server, addr) = server_process(&replica, "ha:{replica}").await;
     // Writes refused, reads (the health check's PING) answered, in turn.
     for i in 0..3 {
