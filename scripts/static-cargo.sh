@@ -11,11 +11,11 @@
 # "backtrace" feature, std keeps unwinding, catching, and the panic message with its file and
 # line (examples/unwind_probe.rs checks this on every static build); RUST_BACKTRACE prints
 # nothing more. Debug builds (cargo build, cargo test) keep the prebuilt std and backtraces.
-# core and alloc keep opt-level 3, as in the prebuilt std: at the release profile's "s" they
-# cost 1% more user-space instructions per stored webhook;
-# std itself is at "s".
+# core and alloc keep opt-level 3, as in the prebuilt std (at the release profile's "s" they
+# cost 1% more user-space instructions per stored webhook); std itself is at "s".
 # libgcc is linked for the C helpers (`__popcountdi2`, which mimalloc's bitmaps call) that
-# the prebuilt std carries in its compiler-builtins and a rebuilt one does not.
+# the prebuilt std carries in its compiler-builtins and a rebuilt one does not. A RUSTFLAGS
+# in the environment replaces that flag (cargo's rule): the link then fails naming it.
 #
 # -Zbuild-std is a cargo feature still marked unstable, so this sets RUSTC_BOOTSTRAP=1 for
 # this build only, on the stable toolchain, as the Linux kernel does to build its Rust code.
