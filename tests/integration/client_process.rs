@@ -402,6 +402,75 @@ async fn a_client_restarted_while_redis_is_full_delivers_and_acknowledges_the_ba
     assert_eq!(sink.count(), 5, "each webhook once");
 }
 
+/// Dead letters that a full Redis refuses are retried at every housekeeping round (5 s):
+/// with many of them, the log repeated each one every round. A few lines a minute now, the
+/// rest counted; and once Redis has room, every dead letter is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_a_full_redis_refuses_are_logged_a_few_times_a_minute() {
+    let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
+    let sink = Sink::start().await;
+    sink.script(|_, _| Answer::Status(400));
+    let mut first = client_process(&redis, "p:dlfull", &sink.url(), &[]);
+    first.logs("delivering p:dlfull").await;
+    signal(first.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut first.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    for i in 0..10 {
+        redis.add_webhook("p:dlfull", format!("poison {i}").as_bytes());
+    }
+    redis.config_set("maxmemory", "1");
+    let mut child = client_process(&redis, "p:dlfull", &sink.url(), &[]);
+    child.logs("delivering p:dlfull").await;
+    // The scripts Redis would not run to the end: the dead letters' first tries and at
+    // least two rounds of retries.
+    let failed_scripts = || {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut redis.conn())
+            .expect("INFO");
+        info.lines()
+            .find_map(|l| l.strip_prefix("cmdstat_eval:"))
+            .map(|l| {
+                l.split(',')
+                    .filter_map(|f| {
+                        f.strip_prefix("rejected_calls=")
+                            .or_else(|| f.strip_prefix("failed_calls="))
+                    })
+                    .filter_map(|n| n.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    let retried = eventually(Duration::from_secs(40), || {
+        std::future::ready(failed_scripts() >= 30)
+    })
+    .await;
+    assert!(retried, "the dead letters are retried");
+    redis.config_set("maxmemory", "0");
+    let written = eventually(Duration::from_secs(20), || {
+        std::future::ready(redis.xlen("p:dlfull:dlq") == 10 && redis.pending("p:dlfull") == 0)
+    })
+    .await;
+    assert!(written, "every dead letter is written once Redis has room");
+    signal(child.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut child.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    let log = child.lines.rest(Duration::from_secs(5)).await;
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("dead-lettering") && l.contains("failed, will retry"))
+        .count();
+    assert!(
+        (1..=5).contains(&lines),
+        "{lines} lines about dead letters not written: {log}"
+    );
+    assert_eq!(sink.count(), 10, "each webhook tried once (400 is final)");
+}
+
 /// A Redis that refuses writes but answers reads (`MISCONF`: it cannot save to disk) refuses
 /// `XREADGROUP`, which is a write, while `XPENDING` still works. The client must back off
 /// and say so once, not spin: it re-read its pending list after every refused read, took

@@ -39,6 +39,11 @@ enum Cleanup {
 /// minute. (Connection failures are logged by the store as `redis unreachable`.)
 static REFUSED: LogLimit = LogLimit::new("bookkeeping writes refused by redis");
 
+/// Dead letters Redis did not take (refused, e.g. `OOM` when it is full, or unreachable):
+/// each is retried at every housekeeping round, so with many the log repeated them all every
+/// few seconds. Nothing is lost meanwhile: the webhook stays pending until it is written.
+static DEAD_LETTERS: LogLimit = LogLimit::new("dead letters not written yet, retried");
+
 /// Logs a diagnostic write's failure: a refusal at warn (rate-limited), anything else at debug.
 fn bookkeeping_failed(what: &str, e: &StoreError, consequence: &str) {
     match e.is_refusal() {
@@ -242,7 +247,8 @@ impl Writes {
                 jobs.written(id, now);
             }
             Err(e) => {
-                log::warn!("dead-lettering {id} failed, will retry: {}", Report(&e));
+                DEAD_LETTERS
+                    .warn(|| format!("dead-lettering {id} failed, will retry: {}", Report(&e)));
                 jobs.write_failed(id);
             }
         }

@@ -46,6 +46,7 @@ impl Writes {
         let now = Instant::now();
         self.next_housekeeping = now + HOUSEKEEPING_EVERY;
         super::REFUSED.flush();
+        super::DEAD_LETTERS.flush();
         crate::stream::flush_logs();
         metrics
             .held
