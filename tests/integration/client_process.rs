@@ -425,24 +425,8 @@ async fn dead_letters_a_full_redis_refuses_are_logged_a_few_times_a_minute() {
     child.logs("delivering p:dlfull").await;
     // The scripts Redis would not run to the end: the dead letters' first tries and at
     // least two rounds of retries.
-    let failed_scripts = || {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut redis.conn())
-            .expect("INFO");
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_eval:"))
-            .map(|l| {
-                l.split(',')
-                    .filter_map(|f| {
-                        f.strip_prefix("rejected_calls=")
-                            .or_else(|| f.strip_prefix("failed_calls="))
-                    })
-                    .filter_map(|n| n.parse::<u64>().ok())
-                    .sum::<u64>()
-            })
-            .unwrap_or(0)
-    };
+    let failed_scripts =
+        || redis.commandstat("eval", "failed_calls") + redis.commandstat("eval", "rejected_calls");
     let retried = eventually(Duration::from_secs(40), || {
         std::future::ready(failed_scripts() >= 30)
     })
@@ -482,17 +466,7 @@ async fn a_client_whose_reads_are_refused_backs_off_and_says_so_once() {
     let mut child = client_process(&redis, "p:misconf", &sink.url(), &[]);
     child.logs("delivering p:misconf").await;
     redis.lose_its_disk().await;
-    let refused_reads = || {
-        let info: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query(&mut redis.conn())
-            .expect("INFO");
-        info.lines()
-            .find_map(|l| l.strip_prefix("cmdstat_xreadgroup:"))
-            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix("rejected_calls=")))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let refused_reads = || redis.commandstat("xreadgroup", "rejected_calls");
     let retried = eventually(Duration::from_secs(30), || {
         std::future::ready(refused_reads() >= 5)
     })

@@ -270,6 +270,21 @@ impl Redis {
             .unwrap_or(0)
     }
 
+    /// A counter of `command` in `INFO commandstats` (`calls`, `failed_calls`,
+    /// `rejected_calls`); 0 before its first call.
+    pub fn commandstat(&self, command: &str, counter: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut self.conn())
+            .expect("INFO");
+        let prefix = format!("{counter}=");
+        info.lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:")))
+            .and_then(|l| l.split(',').find_map(|f| f.strip_prefix(prefix.as_str())))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Takes its data directory away and has it snapshot there: the snapshot fails, and Redis
     /// (with `save` points and `stop-writes-on-bgsave-error`, its defaults) refuses every
     /// write with `MISCONF` from then on, as when its disk is full. Returns once it does.
