@@ -356,6 +356,27 @@ async fn a_client_started_while_a_script_holds_redis_waits_for_it() {
     assert!(delivered, "the webhook added after the script is delivered");
 }
 
+/// A client started on `stream` once Redis (started with `noeviction`) holds `backlog`
+/// webhooks and is full to its `maxmemory`. A first run has set the group and the layout up,
+/// as in any deployment.
+async fn started_on_a_full_redis(redis: &Redis, stream: &str, sink: &Sink, backlog: usize) -> Proc {
+    let delivering = format!("delivering {stream}");
+    let mut first = client_process(redis, stream, &sink.url(), &[]);
+    first.logs(&delivering).await;
+    signal(first.child.id(), "TERM");
+    assert_eq!(
+        wait_exit(&mut first.child, Duration::from_secs(10)).await,
+        Some(0)
+    );
+    for i in 0..backlog {
+        redis.add_webhook(stream, format!("backlog {i}").as_bytes());
+    }
+    redis.config_set("maxmemory", "1");
+    let mut child = client_process(redis, stream, &sink.url(), &[]);
+    child.logs(&delivering).await;
+    child
+}
+
 /// A Redis full to its `maxmemory` (the app was down for days, the backlog filled it)
 /// refuses every write that could grow it. The client, restarted then, must still start,
 /// deliver the backlog and acknowledge it: acknowledgements free memory, and the webhooks are
@@ -364,20 +385,7 @@ async fn a_client_started_while_a_script_holds_redis_waits_for_it() {
 async fn a_client_restarted_while_redis_is_full_delivers_and_acknowledges_the_backlog() {
     let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
     let sink = Sink::start().await;
-    // A first run sets the group and the layout up, as in any deployment.
-    let mut first = client_process(&redis, "p:full", &sink.url(), &[]);
-    first.logs("delivering p:full").await;
-    signal(first.child.id(), "TERM");
-    assert_eq!(
-        wait_exit(&mut first.child, Duration::from_secs(10)).await,
-        Some(0)
-    );
-    for i in 0..5 {
-        redis.add_webhook("p:full", format!("backlog {i}").as_bytes());
-    }
-    redis.config_set("maxmemory", "1");
-    let mut child = client_process(&redis, "p:full", &sink.url(), &[]);
-    child.logs("delivering p:full").await;
+    let mut child = started_on_a_full_redis(&redis, "p:full", &sink, 5).await;
     let delivered = sink
         .wait_for(Duration::from_secs(20), |got| got.len() == 5)
         .await;
@@ -410,19 +418,7 @@ async fn dead_letters_a_full_redis_refuses_are_logged_a_few_times_a_minute() {
     let redis = Redis::start_with(&["--maxmemory-policy", "noeviction"]).await;
     let sink = Sink::start().await;
     sink.script(|_, _| Answer::Status(400));
-    let mut first = client_process(&redis, "p:dlfull", &sink.url(), &[]);
-    first.logs("delivering p:dlfull").await;
-    signal(first.child.id(), "TERM");
-    assert_eq!(
-        wait_exit(&mut first.child, Duration::from_secs(10)).await,
-        Some(0)
-    );
-    for i in 0..10 {
-        redis.add_webhook("p:dlfull", format!("poison {i}").as_bytes());
-    }
-    redis.config_set("maxmemory", "1");
-    let mut child = client_process(&redis, "p:dlfull", &sink.url(), &[]);
-    child.logs("delivering p:dlfull").await;
+    let mut child = started_on_a_full_redis(&redis, "p:dlfull", &sink, 10).await;
     // The scripts Redis would not run to the end: the dead letters' first tries and at
     // least two rounds of retries.
     let failed_scripts =
