@@ -444,8 +444,10 @@ async fn dead_letters_a_full_redis_refuses_are_logged_a_few_times_a_minute() {
         .lines()
         .filter(|l| l.contains("dead-lettering") && l.contains("failed, will retry"))
         .count();
+    // Five a minute; ten if a slow machine stretched the run over a second minute. Logged
+    // one by one, the 30 refused tries above were 30 lines.
     assert!(
-        (1..=5).contains(&lines),
+        (1..=10).contains(&lines),
         "{lines} lines about dead letters not written: {log}"
     );
     assert_eq!(sink.count(), 10, "each webhook tried once (400 is final)");

@@ -277,9 +277,9 @@ impl Redis {
             .arg("commandstats")
             .query(&mut self.conn())
             .expect("INFO");
-        let prefix = format!("{counter}=");
+        let (line, prefix) = (format!("cmdstat_{command}:"), format!("{counter}="));
         info.lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:")))
+            .find_map(|l| l.strip_prefix(line.as_str()))
             .and_then(|l| l.split(',').find_map(|f| f.strip_prefix(prefix.as_str())))
             .and_then(|n| n.parse().ok())
             .unwrap_or(0)
